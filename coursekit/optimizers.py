@@ -1,0 +1,348 @@
+"""The chapter's parameter-update rules as Keras optimizers.
+
+Every class subclasses `keras.optimizers.Optimizer`: state is created in
+`build`, the math is in `update_step` (written with `keras.ops` and applied
+through `self.assign*`, so sparse gradients and every backend work), and the
+base class keeps providing `weight_decay`, `clipnorm`, `clipvalue`,
+`global_clipnorm`, `use_ema`, `gradient_accumulation_steps` and loss scaling
+through `**kwargs`. Defaults are the course's (see `coursekit.reference`, the
+NumPy oracle these classes are tested against).
+
+In the formulas `g` is the gradient dL/dW of one parameter `W`; every state
+variable has the shape of `W` and starts at 0.
+"""
+
+import keras
+from keras import ops
+
+from coursekit.checks import check_fraction, check_non_negative, check_positive
+
+_PACKAGE = "coursekit"
+
+
+class _CourseOptimizer(keras.optimizers.Optimizer):
+    """Shared base: validates the learning rate and names the state slots."""
+
+    def __init__(self, learning_rate, name=None, **kwargs):
+        check_non_negative("learning_rate", learning_rate)
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+    def _slot(self, slots, variable):
+        """The state variable in `slots` that belongs to `variable`."""
+        return slots[self._get_variable_index(variable)]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SGD(_CourseOptimizer):
+    """Stochastic gradient descent.
+
+    Update rule:
+
+    ```python
+    W = W - learning_rate * g
+    ```
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`
+            or a callable returning the rate. Defaults to `0.01`.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`,
+            `global_clipnorm`, `use_ema`, `ema_momentum`,
+            `ema_overwrite_frequency`, `loss_scale_factor`,
+            `gradient_accumulation_steps`, as in `keras.optimizers.Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.01, name="SGD", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        self.assign_sub(variable, ops.multiply(gradient, lr))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Momentum(_CourseOptimizer):
+    """SGD with momentum (a ball rolling downhill with friction).
+
+    Update rule, with velocity `v` starting at 0:
+
+    ```python
+    v = momentum * v - learning_rate * g
+    W = W + v
+    ```
+
+    Step for step equal to `keras.optimizers.SGD(momentum=momentum)`.
+
+    Args:
+        learning_rate: A float, schedule or callable. Defaults to `0.01`.
+        momentum: Float in [0, 1), the friction factor. Defaults to `0.9`.
+        **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, name="Momentum", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.momentum = check_fraction("momentum", momentum)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = self.add_optimizer_variables(variables, "velocity")
+
+    def _new_velocity(self, gradient, variable, learning_rate):
+        """Write and return v = momentum * v - learning_rate * g."""
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        momentum = ops.cast(self.momentum, variable.dtype)
+        velocity = self._slot(self.velocities, variable)
+        self.assign(
+            velocity,
+            ops.subtract(ops.multiply(velocity, momentum), ops.multiply(gradient, lr)),
+        )
+        return velocity, gradient, lr, momentum
+
+    def update_step(self, gradient, variable, learning_rate):
+        velocity, *_ = self._new_velocity(gradient, variable, learning_rate)
+        self.assign_add(variable, velocity)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"momentum": self.momentum})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient (look ahead along the velocity).
+
+    Update rule of the course, velocity `v` starting at 0:
+
+    ```python
+    W = W + momentum**2 * v
+    W = W - (1 + momentum) * learning_rate * g
+    v = momentum * v - learning_rate * g
+    ```
+
+    computed in the equivalent form `v = momentum * v - learning_rate * g;
+    W = W + momentum * v - learning_rate * g` (as `keras.optimizers.SGD(nesterov=True)`).
+
+    Args:
+        learning_rate: A float, schedule or callable. Defaults to `0.01`.
+        momentum: Float in [0, 1). Defaults to `0.9`.
+        **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, name="Nesterov", **kwargs):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, name=name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        velocity, gradient, lr, momentum = self._new_velocity(gradient, variable, learning_rate)
+        self.assign_add(
+            variable,
+            ops.subtract(ops.multiply(velocity, momentum), ops.multiply(gradient, lr)),
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AdaGrad(_CourseOptimizer):
+    """AdaGrad: each parameter's step shrinks with its squared-gradient history.
+
+    Update rule, with `h` starting at `initial_accumulator_value` (0 in the course):
+
+    ```python
+    h = h + g * g
+    W = W - learning_rate * g / (sqrt(h) + epsilon)
+    ```
+
+    Epsilon sits outside the square root. `keras.optimizers.Adagrad` differs:
+    its accumulator starts at 0.1 and its epsilon is inside the root.
+
+    Args:
+        learning_rate: A float, schedule or callable. Defaults to `0.01`.
+        initial_accumulator_value: Float >= 0, the starting value of `h`.
+            Defaults to `0.0`.
+        epsilon: Float > 0 that keeps the division finite. Defaults to `1e-7`.
+        **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.01,
+        initial_accumulator_value=0.0,
+        epsilon=1e-7,
+        name="AdaGrad",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.initial_accumulator_value = check_non_negative(
+            "initial_accumulator_value", initial_accumulator_value
+        )
+        self.epsilon = check_positive("epsilon", epsilon)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        initializer = keras.initializers.Constant(self.initial_accumulator_value)
+        self.accumulators = self.add_optimizer_variables(variables, "accumulator", initializer)
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        accumulator = self._slot(self.accumulators, variable)
+        self.assign_add(accumulator, ops.square(gradient))
+        self.assign_sub(
+            variable,
+            ops.divide(ops.multiply(gradient, lr), ops.add(ops.sqrt(accumulator), self.epsilon)),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RMSprop(_CourseOptimizer):
+    """RMSprop: AdaGrad with an exponentially forgetting history.
+
+    Update rule, with `h` starting at 0:
+
+    ```python
+    h = rho * h + (1 - rho) * g * g
+    W = W - learning_rate * g / (sqrt(h) + epsilon)
+    ```
+
+    `keras.optimizers.RMSprop` differs: rho 0.9 by default, epsilon inside the root.
+
+    Args:
+        learning_rate: A float, schedule or callable. Defaults to `0.01`.
+        rho: Float in [0, 1), the decay rate of the history. Defaults to `0.99`.
+        epsilon: Float > 0. Defaults to `1e-7`.
+        **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.01, rho=0.99, epsilon=1e-7, name="RMSprop", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.rho = check_fraction("rho", rho)
+        self.epsilon = check_positive("epsilon", epsilon)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.mean_squares = self.add_optimizer_variables(variables, "mean_square")
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        mean_square = self._slot(self.mean_squares, variable)
+        self.assign(
+            mean_square,
+            ops.add(
+                ops.multiply(mean_square, self.rho),
+                ops.multiply(ops.square(gradient), 1.0 - self.rho),
+            ),
+        )
+        self.assign_sub(
+            variable,
+            ops.divide(ops.multiply(gradient, lr), ops.add(ops.sqrt(mean_square), self.epsilon)),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rho": self.rho, "epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Adam(_CourseOptimizer):
+    """Adam: momentum plus AdaGrad-style scaling, with bias correction.
+
+    Update rule, with `m`, `v` starting at 0 and `t` the step number (1, 2, ...):
+
+    ```python
+    lr_t = learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    m = m + (1 - beta_1) * (g - m)
+    v = v + (1 - beta_2) * (g * g - v)
+    W = W - lr_t * m / (sqrt(v) + epsilon)
+    ```
+
+    Step for step equal to `keras.optimizers.Adam` (same epsilon placement).
+
+    Args:
+        learning_rate: A float, schedule or callable. Defaults to `0.001`.
+        beta_1: Float in [0, 1), decay of the first moment. Defaults to `0.9`.
+        beta_2: Float in [0, 1), decay of the second moment. Defaults to `0.999`.
+        epsilon: Float > 0. Defaults to `1e-7`.
+        **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        name="Adam",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta_1 = check_fraction("beta_1", beta_1)
+        self.beta_2 = check_fraction("beta_2", beta_2)
+        self.epsilon = check_positive("epsilon", epsilon)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.first_moments, self.second_moments = self.add_optimizer_variables(
+            variables, ["first_moment", "second_moment"]
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        step = ops.cast(self.iterations + 1, variable.dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), step)
+        lr_t = ops.divide(ops.multiply(lr, ops.sqrt(1 - beta_2_power)), 1 - beta_1_power)
+        m = self._slot(self.first_moments, variable)
+        v = self._slot(self.second_moments, variable)
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        self.assign_sub(
+            variable,
+            ops.divide(ops.multiply(m, lr_t), ops.add(ops.sqrt(v), self.epsilon)),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "beta_1": self.beta_1,
+                "beta_2": self.beta_2,
+                "epsilon": self.epsilon,
+            }
+        )
+        return config
+
+
+ALL = {cls.__name__: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
+
+
+def get(name, **kwargs):
+    """Return a course optimizer by name (case-insensitive), e.g. `get("adam")`."""
+    by_lower = {key.lower(): cls for key, cls in ALL.items()}
+    try:
+        cls = by_lower[str(name).lower()]
+    except KeyError:
+        raise ValueError(
+            f"Unknown optimizer {name!r}; valid names: {', '.join(ALL)}"
+        ) from None
+    return cls(**kwargs)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a seeded, clean Keras state for every test, and the real MNIST files."""
+
+import os
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared" / "datasets" / "mnist"
+BACKEND = keras.backend.backend()
+
+
+@pytest.fixture(autouse=True)
+def clean_keras_state():
+    """Seed everything and restore the float type and dtype policy after each test."""
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def mnist_dir():
+    """The real MNIST test set in idx format (../shared/datasets/mnist), or skip."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST files not found at {MNIST_DIR}")
+    return MNIST_DIR
+
+
+requires_tensorflow = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow backend only")
+
+
+@pytest.fixture
+def float64():
+    """Keras floatx float64 (and 64-bit mode on JAX) for numerical gradient checks."""
+    if BACKEND == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")
+    if BACKEND == "jax":
+        jax.config.update("jax_enable_x64", False)
