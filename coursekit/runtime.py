@@ -1,0 +1,76 @@
+"""Seeds, the device in use, and mixed precision: one place for each."""
+
+import os
+import platform
+import random
+
+import keras
+import numpy as np
+
+
+def seed_everything(seed):
+    """Seed Python's `random`, NumPy and Keras (and the backend) with one integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; received seed={seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(int(seed))
+    return int(seed)
+
+
+def gpu_names():
+    """Names of the accelerators the active Keras backend sees (empty on a CPU)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+    if backend == "jax":
+        import jax
+
+        return [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def device_report():
+    """The backend and device this process trains on, for config.json and the console."""
+    gpus = gpu_names()
+    return {
+        "backend": keras.backend.backend(),
+        "device": f"GPU: {', '.join(gpus)}" if gpus else f"CPU ({os.cpu_count()} cores)",
+        "dtype_policy": keras.config.dtype_policy().name,
+        "platform": platform.platform(),
+    }
+
+
+def set_mixed_precision(enabled):
+    """Turn Keras mixed precision on ("mixed_float16" on a GPU, "mixed_bfloat16" on a CPU) or off.
+
+    Call it inside a keras-tuner model-building function: the tuner clears the
+    session, and with it the global policy, before every trial.
+    """
+    if not enabled:
+        keras.config.set_dtype_policy("float32")
+        return "float32"
+    policy = "mixed_float16" if gpu_names() else "mixed_bfloat16"
+    keras.config.set_dtype_policy(policy)
+    return policy
+
+
+def package_versions():
+    """Versions of the packages a result depends on."""
+    import importlib.metadata as metadata
+
+    names = ["coursekit", "keras", "tensorflow", "jax", "jaxlib", "torch", "keras-tuner", "numpy"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

@@ -1,0 +1,63 @@
+"""Result files and the reference smoothing."""
+
+import json
+
+import numpy as np
+import pytest
+
+from coursekit import results, runtime
+
+
+def reference_smooth_curve(x):
+    """Verbatim formula of the reference code (common/util.py)."""
+    window_len = 11
+    s = np.r_[x[window_len - 1 : 0 : -1], x, x[-1:-window_len:-1]]
+    w = np.kaiser(window_len, 2)
+    y = np.convolve(w / w.sum(), s, mode="valid")
+    return y[5 : len(y) - 5]
+
+
+def test_smooth_curve_equals_reference(rng):
+    values = rng.normal(size=200).cumsum()
+    smoothed = results.smooth_curve(values)
+    np.testing.assert_allclose(smoothed, reference_smooth_curve(values))
+    assert len(smoothed) == 200
+    assert np.std(np.diff(smoothed)) < np.std(np.diff(values))
+
+
+def test_results_csv_round_trip_with_factor_columns(tmp_path):
+    rows = [{"variant": "bn", "weight_scale": 0.01, "step": 1, "metric": "train_accuracy", "value": np.float32(0.5)}]
+    path = results.write_results(tmp_path / "out" / "results.csv", rows, extra_columns=["weight_scale"])
+    assert path.read_text().splitlines()[0] == "variant,weight_scale,step,metric,value"
+    [row] = results.read_results(path)
+    assert row["value"] == 0.5 and row["step"] == 1
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "config.json"
+    results.write_json(target, {"seed": 3})
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        results.write_json(target, {"bad": Boom()})
+    assert json.loads(target.read_text()) == {"seed": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_seed_everything_reproduces_draws_and_rejects_bad_seeds():
+    runtime.seed_everything(7)
+    first = np.random.rand(3)
+    runtime.seed_everything(7)
+    np.testing.assert_array_equal(first, np.random.rand(3))
+    for bad in (-1, 1.5, "x"):
+        with pytest.raises(ValueError, match="seed"):
+            runtime.seed_everything(bad)
+
+
+def test_device_report_and_versions():
+    report = runtime.device_report()
+    assert report["backend"] in ("tensorflow", "jax", "torch")
+    assert report["device"].startswith(("CPU", "GPU"))
+    assert "keras" in runtime.package_versions()
