@@ -35,13 +35,18 @@ def autodiff_gradients(loss_fn, variables):
     return [np.asarray(g) for g in grads]
 
 
-def numerical_gradients(loss_fn, variables, h=1e-5):
-    """Central differences (f(v + h) - f(v - h)) / 2h, element by element, for each variable."""
+def numerical_gradients(loss_fn, variables, h=1e-5, indices=None):
+    """Central differences (f(v + h) - f(v - h)) / 2h, element by element, for each variable.
+
+    `indices` (one list of index tuples per variable) limits the work to those
+    elements; the others stay 0 in the returned arrays.
+    """
     grads = []
-    for variable in variables:
+    for number, variable in enumerate(variables):
         original = np.array(variable.numpy())
         grad = np.zeros_like(original)
-        for index in np.ndindex(original.shape):
+        chosen = np.ndindex(original.shape) if indices is None else indices[number]
+        for index in chosen:
             for sign in (1, -1):
                 shifted = original.copy()
                 shifted[index] += sign * h
@@ -61,3 +66,10 @@ def relative_error(a, b, floor=1e-8):
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)))
+
+
+def sample_indices(shape, count, rng):
+    """Up to `count` distinct element indices of an array of `shape`, drawn with `rng`."""
+    size = int(np.prod(shape))
+    flat = rng.choice(size, size=min(count, size), replace=False)
+    return [np.unravel_index(i, shape) for i in flat]

@@ -36,12 +36,17 @@ SAMPLING = ("reference", "epoch")
 
 @dataclasses.dataclass
 class Variant:
-    """One compared configuration: a name, a model and its optimizer (+ factor columns)."""
+    """One compared configuration: a unique name, a model and its optimizer.
+
+    `label` (default: the name) is what results.csv calls the variant, and
+    `factors` become extra columns, e.g. `label="bn", factors={"weight_scale": 0.1}`.
+    """
 
     name: str
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     factors: dict = dataclasses.field(default_factory=dict)
+    label: str | None = None
 
 
 @dataclasses.dataclass
@@ -60,7 +65,7 @@ class History:
 
     def rows(self, record_loss=True):
         """Tidy rows `variant, <factors>, step, metric, value`."""
-        base = {"variant": self.variant.name, **self.variant.factors}
+        base = {"variant": self.variant.label or self.variant.name, **self.variant.factors}
         rows = []
         if record_loss:
             rows += [{**base, "step": i, "metric": "loss", "value": v} for i, v in enumerate(self.losses, 1)]
@@ -374,3 +379,25 @@ class _JaxEngine(_FusedEngine):
             for variables, arrays in zip(owners, values):
                 for variable, array in zip(variables, arrays):
                     variable.assign(array)
+
+
+def optimizer_path(optimizer, loss_fn, start, steps):
+    """Positions of a point moved by `optimizer` down `loss_fn` for `steps` updates.
+
+    `loss_fn(w)` maps a length-d tensor to a scalar; gradients come from the
+    backend's autodiff. Returns an array of shape (steps + 1, d), the start first.
+    """
+    from coursekit.gradcheck import autodiff_gradients
+
+    position = keras.Variable(np.asarray(start, dtype="float32"), name="position")
+    path = [position.numpy().copy()]
+    for _ in range(int(steps)):
+        [grad] = autodiff_gradients(lambda: loss_fn(position.value), [position])
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(grad), position)])
+        path.append(np.asarray(position.numpy()).copy())
+    return np.array(path)
+
+
+def history_rows(histories, record_loss=True):
+    """All variants' tidy rows, in variant order."""
+    return [row for history in histories.values() for row in history.rows(record_loss)]

@@ -1,0 +1,199 @@
+"""keras-tuner oracles for the chapter's search, including the narrowing search it advises.
+
+Every oracle here:
+- scores a trial by its *final* validation accuracy (the reference ranks trials by
+  the last epoch; keras-tuner's default would take the best epoch), and
+- writes its state and trial files atomically (temporary file + rename), so a
+  search killed at any instant, even by SIGKILL, reloads and resumes.
+"""
+
+import math
+import random
+
+import keras_tuner
+from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.engine.hyperparameters import hp_types
+
+from coursekit.results import write_json
+
+TrialStatus = trial_module.TrialStatus
+ORACLES = ("random", "narrowing", "bayesian", "hyperband")
+
+
+class CourseOracleMixin:
+    """Final-epoch scores and atomic state files; mixed into each oracle class."""
+
+    def score_trial(self, trial):
+        history = trial.metrics.get_history(self.objective.name)
+        trial.score = history[-1].mean()
+        trial.best_step = history[-1].step
+
+    def save(self):
+        write_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        write_json(f"{self._get_trial_dir(trial.trial_id)}/trial.json", trial.get_state())
+
+
+class RandomOracle(CourseOracleMixin, keras_tuner.oracles.RandomSearchOracle):
+    """Random search: every trial samples each hyperparameter in its declared range."""
+
+
+class BayesianOracle(CourseOracleMixin, keras_tuner.oracles.BayesianOptimizationOracle):
+    """Gaussian-process Bayesian optimization (keras-tuner's)."""
+
+
+class HyperbandOracle(CourseOracleMixin, keras_tuner.oracles.HyperbandOracle):
+    """Hyperband (keras-tuner's): many short trials, the best trained longer."""
+
+
+class NarrowingOracle(CourseOracleMixin, keras_tuner.Oracle):
+    """Random search in rounds, narrowing every numeric range after each round.
+
+    The chapter's advice, made an algorithm. Round r samples each Float/Int
+    hyperparameter uniformly in its own sampling scale (log for log) between the
+    round's bounds, Choice/Boolean ones uniformly over their values. When every
+    trial of a round has ended, each numeric range shrinks to the span of the
+    round's `keep` best trials, widened by `margin` times the round's range on
+    each side, and clipped to the declared bounds. Workers asking for a trial of
+    the next round before the current one has ended are told to wait (IDLE).
+
+    Bounds are kept in [0, 1] "probability" units of keras-tuner's
+    `value_to_prob`/`prob_to_value`, which is exactly the hyperparameter's own
+    sampling scale. The round of every trial and the bounds of every round are
+    part of the saved state, so a resumed search continues in the right round.
+
+    Args:
+        objective, max_trials, seed, hyperparameters, ...: as `keras_tuner.Oracle`.
+        rounds: Number of rounds. Defaults to ceil(max_trials / 20) (5 for 100 trials).
+        keep: Best trials of a round that set the next range. Defaults to
+            max(2, ceil(0.2 * trials per round)).
+        margin: Widening on each side, as a fraction of the round's range.
+            Defaults to `0.1`.
+    """
+
+    def __init__(self, objective=None, max_trials=100, rounds=None, keep=None, margin=0.1, **kwargs):
+        super().__init__(objective=objective, max_trials=max_trials, **kwargs)
+        if not max_trials or max_trials < 1:
+            raise ValueError(f"the narrowing search needs max_trials >= 1; received max_trials={max_trials!r}")
+        self.rounds = int(rounds or math.ceil(max_trials / 20))
+        if not 1 <= self.rounds <= max_trials:
+            raise ValueError(f"rounds must be in [1, max_trials={max_trials}]; received rounds={rounds!r}")
+        self.trials_per_round = math.ceil(max_trials / self.rounds)
+        self.keep = int(keep or max(2, math.ceil(0.2 * self.trials_per_round)))
+        if self.keep < 1:
+            raise ValueError(f"keep must be >= 1; received keep={keep!r}")
+        if not 0 <= margin <= 1:
+            raise ValueError(f"margin must be in [0, 1]; received margin={margin!r}")
+        self.margin = float(margin)
+        self.round_bounds = []  # per round: {hp name: [low, high]} in probability units
+        self.trial_rounds = {}  # trial id -> round
+
+    # -- which round, and may it start? ------------------------------------------------
+
+    def _round_of_next_trial(self):
+        return len(self.trial_rounds) // self.trials_per_round
+
+    def _round_has_ended(self, round_index):
+        ids = [t for t, r in self.trial_rounds.items() if r == round_index]
+        ended = (TrialStatus.COMPLETED, TrialStatus.FAILED)
+        return all(self.trials[t].status in ended for t in ids)
+
+    def populate_space(self, trial_id):
+        round_index = self._round_of_next_trial()
+        if round_index >= len(self.round_bounds):
+            if round_index > 0 and not self._round_has_ended(round_index - 1):
+                return {"status": TrialStatus.IDLE, "values": None}
+            self.round_bounds.append(self._next_bounds(round_index))
+        values = self._sample(self.round_bounds[round_index], trial_id)
+        self.trial_rounds[trial_id] = round_index
+        return {"status": TrialStatus.RUNNING, "values": values}
+
+    # -- sampling and narrowing --------------------------------------------------------
+
+    def _sample(self, bounds, trial_id):
+        rng = random.Random(f"{self.seed}-{trial_id}")
+        hps = keras_tuner.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if not hps.is_active(hp):
+                continue
+            if hp.name in bounds:
+                low, high = bounds[hp.name]
+                hps.values[hp.name] = hp.prob_to_value(rng.uniform(low, high))
+            else:
+                hps.values[hp.name] = hp.random_sample(rng.randint(0, 2**31))
+        return hps.values
+
+    def _next_bounds(self, round_index):
+        numeric = [hp for hp in self.hyperparameters.space if _is_numeric(hp)]
+        if round_index == 0:
+            return {hp.name: [0.0, 1.0] for hp in numeric}
+        previous = self.round_bounds[round_index - 1]
+        ranked = sorted(
+            (self.trials[t] for t, r in self.trial_rounds.items() if r == round_index - 1 and self.trials[t].status == TrialStatus.COMPLETED),
+            key=lambda trial: trial.score,
+            reverse=self.objective.direction == "max",
+        )[: self.keep]
+        if not ranked:
+            return dict(previous)
+        bounds = {}
+        for hp in numeric:
+            low, high = previous[hp.name]
+            probs = [hp.value_to_prob(t.hyperparameters.values[hp.name]) for t in ranked if hp.name in t.hyperparameters.values]
+            if not probs:
+                bounds[hp.name] = [low, high]
+                continue
+            pad = self.margin * (high - low)
+            bounds[hp.name] = [max(0.0, min(probs) - pad), min(1.0, max(probs) + pad)]
+        return bounds
+
+    def value_bounds(self, round_index):
+        """The round's bounds in hyperparameter values: {name: (low, high)}."""
+        by_name = {hp.name: hp for hp in self.hyperparameters.space}
+        return {
+            name: (by_name[name].prob_to_value(low), by_name[name].prob_to_value(high))
+            for name, (low, high) in self.round_bounds[round_index].items()
+        }
+
+    # -- saved state ---------------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        state.update(
+            {
+                "rounds": self.rounds,
+                "trials_per_round": self.trials_per_round,
+                "keep": self.keep,
+                "margin": self.margin,
+                "round_bounds": self.round_bounds,
+                "trial_rounds": self.trial_rounds,
+            }
+        )
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.rounds, self.trials_per_round = state["rounds"], state["trials_per_round"]
+        self.keep, self.margin = state["keep"], state["margin"]
+        self.round_bounds = state["round_bounds"]
+        self.trial_rounds = state["trial_rounds"]
+
+
+def _is_numeric(hp):
+    return isinstance(hp, (hp_types.Float, hp_types.Int))
+
+
+def make_oracle(name, *, max_trials, seed, epochs, rounds=None, keep=None, margin=0.1):
+    """The oracle called `name` (one of ORACLES), maximising final val_accuracy."""
+    objective = keras_tuner.Objective("val_accuracy", direction="max")
+    common = {"objective": objective, "seed": seed}
+    if name == "random":
+        return RandomOracle(max_trials=max_trials, **common)
+    if name == "narrowing":
+        return NarrowingOracle(max_trials=max_trials, rounds=rounds, keep=keep, margin=margin, **common)
+    if name == "bayesian":
+        return BayesianOracle(max_trials=max_trials, **common)
+    if name == "hyperband":
+        return HyperbandOracle(max_epochs=epochs, **common)
+    raise ValueError(f"Unknown oracle {name!r}; valid: {', '.join(ORACLES)}")
