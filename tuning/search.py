@@ -116,8 +116,8 @@ class CourseTuner(keras_tuner.Tuner):
     mode) to the oracle, plus duration, resident memory and compute dtype.
     """
 
-    def __init__(self, settings, dataset, **kwargs):
-        self.settings, self.dataset = settings, dataset
+    def __init__(self, settings, dataset, log_trials=False, **kwargs):
+        self.settings, self.dataset, self.log_trials = settings, dataset, log_trials
         super().__init__(
             oracle=make_oracle(
                 settings.oracle, max_trials=settings.trials, seed=settings.seed, epochs=settings.epochs,
@@ -154,6 +154,8 @@ class CourseTuner(keras_tuner.Tuner):
             if epoch == len(val):
                 metrics.update(extra)
             self.oracle.update_trial(trial.trial_id, metrics, step=epoch)
+        if self.log_trials:
+            print(f"{self.tuner_id}: trial {trial.trial_id} val_accuracy={val[-1]:.4f} ({extra['duration_s']:.1f} s)", flush=True)
         return {"val_accuracy": val[-1]}
 
     def search(self, *args, **kwargs):

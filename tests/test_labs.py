@@ -1,0 +1,183 @@
+"""Every lab: output files, and the direction of the chapter's finding (digits, and real MNIST when present)."""
+
+import collections
+import importlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import MNIST_DIR, ROOT
+from coursekit import reference, results
+from coursekit.experiment import main, run_lab
+from labs import NAMES
+
+HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
+DATASETS = [
+    "digits",
+    pytest.param(f"idx:{MNIST_DIR}", marks=pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST files absent"), id="mnist"),
+]
+
+
+def lab(name):
+    return importlib.import_module(f"labs.{name}").LAB
+
+
+def run(name, tmp_path, preset="smoke", dataset="digits", seed=0, overrides=None):
+    out_dir, result = run_lab(lab(name), preset=preset, dataset=dataset, out=tmp_path, seed=seed, verbose=0, overrides=overrides)
+    rows = results.read_results(out_dir / "results.csv")
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["seed"] == seed and config["preset"] == preset
+    assert {"backend", "device", "versions", "wall_time_s", "settings"} <= set(config)
+    for figure in result.figures:
+        assert (out_dir / figure.name).stat().st_size > 10_000
+    return rows, config
+
+
+def series(rows, metric):
+    """{variant: values ordered by step} for one metric."""
+    out = collections.defaultdict(list)
+    for row in sorted(rows, key=lambda r: r["step"]):
+        if row["metric"] == metric:
+            out[row["variant"]].append(row["value"])
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def test_optimizer_compare_naive_follows_the_course_formulas(tmp_path):
+    rows, config = run("optimizer_compare_naive", tmp_path)
+    x, y = series(rows, "x"), series(rows, "y")
+    for name, lr in {"SGD": 0.95, "Momentum": 0.1, "AdaGrad": 1.5, "Adam": 0.3}.items():
+        params, optimizer, path = {"w": np.array([-7.0, 2.0])}, reference.OPTIMIZERS[name](lr=lr), []
+        for _ in range(30):
+            optimizer.update(params, {"w": np.array([params["w"][0] / 10.0, 2.0 * params["w"][1]])})
+            path.append(params["w"].copy())
+        path = np.array(path)
+        assert len(x[name]) == 31 and (x[name][0], y[name][0]) == (-7.0, 2.0)
+        np.testing.assert_allclose(x[name][1:], path[:, 0], atol=2e-4)
+        np.testing.assert_allclose(y[name][1:], path[:, 1], atol=2e-4)
+    # The reference notebook's positions after 30 updates.
+    expected = {"SGD": (-0.350, 0.085), "Momentum": (0.896, 0.088), "AdaGrad": (-0.120, 0.0), "Adam": (0.136, 0.318)}
+    for name, (ex, ey) in expected.items():
+        assert (round(x[name][-1], 3), round(abs(y[name][-1]), 3)) == (ex, ey)
+    assert config["dataset"] is None
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_optimizer_compare_mnist_sgd_is_slowest(tmp_path, dataset):
+    rows, _ = run("optimizer_compare_mnist", tmp_path, dataset=dataset)
+    loss = series(rows, "loss")
+    assert set(loss) == {"SGD", "Momentum", "AdaGrad", "Adam"} and len(loss["SGD"]) == 300
+    late = {name: values[-30:].mean() for name, values in loss.items()}
+    assert late["SGD"] == max(late.values())
+    assert late["SGD"] > 2 * max(v for k, v in late.items() if k != "SGD")
+
+
+def test_weight_init_activation_histogram(tmp_path):
+    rows, _ = run("weight_init_activation_histogram", tmp_path)
+    std, mean = series(rows, "activation_std"), series(rows, "activation_mean")
+    assert all(len(v) == 5 for v in std.values()) and len(std) == 12
+    assert std["sigmoid/std=1"][-1] > 0.4  # mass piled at 0 and 1: saturated
+    assert std["sigmoid/std=0.01"][-1] < 0.02 and abs(mean["sigmoid/std=0.01"][-1] - 0.5) < 0.05  # all ~0.5
+    assert std["sigmoid/Xavier"][-1] > 3 * std["sigmoid/std=0.01"][-1]
+    assert std["relu/std=0.01"][-1] < 1e-4  # collapses to 0
+    assert std["relu/He"][-1] > 0.5 * std["relu/He"][0]  # He keeps the spread in every layer
+    assert std["relu/Xavier"][-1] < 0.5 * std["relu/He"][-1]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_weight_init_compare_small_std_does_not_learn(tmp_path, dataset):
+    rows, _ = run("weight_init_compare", tmp_path, dataset=dataset)
+    late = {name: values[-40:].mean() for name, values in series(rows, "loss").items()}
+    assert late["std=0.01"] > 2.25  # stays at ln(10)
+    assert late["He"] < late["Xavier"] < late["std=0.01"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_batch_norm_wins_at_most_weight_scales(tmp_path, dataset):
+    run("batch_norm_test", tmp_path, dataset=dataset)
+    path = tmp_path / "batch_norm_test" / "results.csv"
+    with open(path) as handle:
+        assert handle.readline().strip() == "variant,weight_scale,step,metric,value"
+    by_scale = collections.defaultdict(dict)
+    for row in _raw_rows(path):
+        if row["metric"] == "train_accuracy" and row["step"] == "9":  # the last of 10 epochs
+            by_scale[float(row["weight_scale"])][row["variant"]] = float(row["value"])
+    assert len(by_scale) == 8
+    wins = sum(scores["bn"] > scores["plain"] for scores in by_scale.values())
+    assert wins >= 6
+
+
+def _raw_rows(path):
+    import csv
+
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_batch_norm_gradient_check(tmp_path):
+    rows, _ = run("batch_norm_gradient_check", tmp_path)
+    errors = {row["variant"]: row["value"] for row in rows if row["metric"] == "max_relative_error"}
+    assert len(errors) == 10  # 3 Dense (kernel, bias) + 2 BatchNorm (gamma, beta)
+    assert max(errors.values()) < 1e-4
+
+
+# The 8x8 digits (64 features) overfit at 100 training images the way MNIST does at 300;
+# at 300 digits even the plain network's train/test gap is only about 6 points.
+OVERFIT_SUBSET = {"digits": {"train_size": 100}}
+
+
+def late_gap(rows, epochs=40):
+    train, test = series(rows, "train_accuracy"), series(rows, "test_accuracy")
+    return {name: float(np.mean(train[name][-epochs:] - test[name][-epochs:])) for name in train}
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_weight_decay_narrows_the_gap(tmp_path, dataset):
+    rows, _ = run("overfit_weight_decay", tmp_path, preset="full", dataset=dataset, overrides=OVERFIT_SUBSET.get(dataset))
+    gap, train = late_gap(rows), series(rows, "train_accuracy")
+    assert len(train["baseline"]) == 201 and train["baseline"].max() >= 0.99  # the plain net fits its images
+    assert gap["lambda=0.1"] < gap["baseline"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_dropout_narrows_the_gap(tmp_path, dataset):
+    rows, _ = run("overfit_dropout", tmp_path, preset="full", dataset=dataset, overrides=OVERFIT_SUBSET.get(dataset))
+    gap, train = late_gap(rows), series(rows, "train_accuracy")
+    assert len(train["baseline"]) == 301 and train["baseline"].max() >= 0.99
+    assert gap["dropout=0.2"] < gap["baseline"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_hyperparameter_search_prefers_learning_rates_near_1e_2(tmp_path, dataset):
+    _, config = run("hyperparameter_optimization", tmp_path, dataset=dataset)
+    with open(tmp_path / "hyperparameter_optimization" / "trials.csv") as handle:
+        trials = list(__import__("csv").DictReader(handle))
+    assert len(trials) == 12 and all(t["status"] == "COMPLETED" for t in trials)
+    lrs = np.log10([float(t["learning_rate"]) for t in trials])
+    val = np.array([float(t["final_val_accuracy"]) for t in trials])
+    assert lrs[np.argmax(val)] > -3  # the best trial's learning rate is in the top decade
+    # Trials with large learning rates learn; those below 1e-4 stay near chance (0.1).
+    assert val[lrs > -3].mean() > val[lrs < -4].mean() + 0.05
+    assert config["summary"]["test_accuracy"] > 0
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    naive = lab("optimizer_compare_naive")
+    assert main(lab("overfit_dropout"), ["--dataset", "cifar", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "overfit_dropout: error: Unknown dataset 'cifar'; valid names: mnist, fashion_mnist, digits, auto, idx:PATH"
+    )
+    for argv in (["--preset", "huge"], ["--seed", "-3"], ["--seed", "abc"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(naive, argv)
+        assert exit_info.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_labs_listing_names_every_lab():
+    result = subprocess.run([sys.executable, "-m", "labs"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for name in NAMES:
+        assert name in result.stdout
