@@ -2,13 +2,24 @@
 
 Importing `coursekit` registers every custom component with Keras'
 serialization, so a saved `.keras` model that uses them loads back with plain
-`keras.models.load_model(path)` (no `custom_objects`).
+`keras.models.load_model(path)` (no `custom_objects`). With the environment
+variable COURSEKIT_IMPLEMENTATION=DIR, the components come from DIR/coursekit/*.py
+instead (a student's implementation; see `coursekit.assignments`).
 
 Modules: `optimizers`, `initializers`, `layers`, `regularizers` (the
 components), `reference` (the same formulas in NumPy), `gradcheck`, `data`,
 `models`, `training`, `results`, `plots`, `runtime`.
 """
 
-from coursekit import initializers, layers, optimizers, regularizers  # noqa: F401  (registers)
+import os
 
 __version__ = "0.1.0"
+
+# A student's own components (see coursekit.assignments) replace the reference ones
+# when COURSEKIT_IMPLEMENTATION names a folder laid out like the project.
+if os.environ.get("COURSEKIT_IMPLEMENTATION"):
+    from coursekit.implementation import load_components
+
+    load_components(os.environ["COURSEKIT_IMPLEMENTATION"])
+
+from coursekit import initializers, layers, optimizers, regularizers  # noqa: E402, F401  (registers)

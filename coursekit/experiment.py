@@ -89,6 +89,7 @@ def run_lab(lab, *, preset="full", dataset="auto", out="results", seed=0, show=F
         "started_at": started.isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time, 3),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "implementation": os.environ.get("COURSEKIT_IMPLEMENTATION") or "coursekit (reference)",
         "figures": [pathlib.Path(f).name for f in result.figures],
         "summary": result.summary,
     }
@@ -111,6 +112,10 @@ def parse_args(lab, argv=None):
     parser.add_argument("--seed", type=_seed, default=0, help="the one seed of the run (default: 0)")
     parser.add_argument("--show", action="store_true", help="also show the figures on screen")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--implementation", metavar="DIR",
+        help="use the components in DIR/coursekit/ (a student's package from `python -m coursekit.assignments make`)",
+    )
     return parser.parse_args(argv)
 
 
@@ -127,6 +132,9 @@ def _seed(text):
 def main(lab, argv=None):
     """Command-line entry of one lab; returns the exit status (0, or 2 with a one-line error)."""
     args = parse_args(lab, argv)
+    if args.implementation and os.path.abspath(os.environ.get("COURSEKIT_IMPLEMENTATION", "")) != os.path.abspath(args.implementation):
+        print(f"{lab.name}: error: --implementation works from the command line only (python -m labs.{lab.name} ...)", file=sys.stderr)
+        return 2
     warnings.formatwarning = lambda message, category, *_, **__: f"{category.__name__}: {message}\n"
     try:
         out_dir, result = run_lab(

@@ -92,7 +92,12 @@ class Xavier(_ScaledNormal):
     """
 
     def stddev(self, shape):
+        # >>> exercise xavier
+        # TODO: return Xavier's standard deviation 1 / sqrt(n), n = fan_in(shape): the inputs
+        #   of one unit (shape[0] for a Dense kernel, kh * kw * c_in for a conv kernel),
+        #   not the outputs.
         return 1.0 / math.sqrt(fan_in(shape))
+        # <<< exercise xavier
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -104,7 +109,10 @@ class He(_ScaledNormal):
     """
 
     def stddev(self, shape):
+        # >>> exercise he
+        # TODO: return He's standard deviation sqrt(2 / n), n = fan_in(shape) (see Xavier).
         return math.sqrt(2.0 / fan_in(shape))
+        # <<< exercise he
 
 
 def get(spec, seed=None):

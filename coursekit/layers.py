@@ -91,7 +91,16 @@ class BatchNorm(keras.layers.Layer):
         x = inputs
         if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
             x = ops.cast(x, "float32")  # statistics in float32 under mixed precision
+        gamma, beta = ops.cast(self.gamma, x.dtype), ops.cast(self.beta, x.dtype)
         if training and self.trainable:
+            # >>> exercise batchnorm
+            # TODO: over the axes self._reduction_axes (all but the features axis):
+            #   mu = mean(x); var = mean((x - mu)**2)   (the BIASED variance: divide by N, not N - 1)
+            #   outputs = gamma * (x - mu) / sqrt(var + self.epsilon) + beta
+            #   moving_mean = momentum * moving_mean + (1 - momentum) * mu   (self.momentum = 0.9)
+            #   moving_variance = momentum * moving_variance + (1 - momentum) * var
+            #   Write the moving statistics with self.moving_mean.assign(...) etc. Use keras.ops;
+            #   gamma, beta broadcast along the last axis (axis=-1 inputs).
             mean, variance = ops.moments(x, axes=self._reduction_axes)
             self.moving_mean.assign(
                 self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
@@ -99,17 +108,20 @@ class BatchNorm(keras.layers.Layer):
             self.moving_variance.assign(
                 self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
             )
+            outputs = ops.batch_normalization(
+                x, mean, variance, axis=self._axis, offset=beta, scale=gamma, epsilon=self.epsilon
+            )
+            # <<< exercise batchnorm
         else:
-            mean, variance = self.moving_mean, self.moving_variance
-        outputs = ops.batch_normalization(
-            x,
-            ops.cast(mean, x.dtype),
-            ops.cast(variance, x.dtype),
-            axis=self._axis,
-            offset=ops.cast(self.beta, x.dtype),
-            scale=ops.cast(self.gamma, x.dtype),
-            epsilon=self.epsilon,
-        )
+            outputs = ops.batch_normalization(
+                x,
+                ops.cast(self.moving_mean, x.dtype),
+                ops.cast(self.moving_variance, x.dtype),
+                axis=self._axis,
+                offset=beta,
+                scale=gamma,
+                epsilon=self.epsilon,
+            )
         return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -163,6 +175,11 @@ class Dropout(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        # >>> exercise dropout
+        # TODO: training (training true, rate > 0): mask = uniform(shape) > rate, drawn with
+        #   keras.random.uniform(ops.shape(inputs), seed=self.seed_generator); return
+        #   inputs * mask (course: NO rescaling), or inputs * mask / (1 - rate) if self.inverted.
+        #   Inference: inputs * (1 - rate) (course), or inputs unchanged if self.inverted.
         if training and self.rate > 0:
             noise = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator)
             mask = ops.cast(ops.greater(noise, self.rate), inputs.dtype)
@@ -173,6 +190,7 @@ class Dropout(keras.layers.Layer):
         if self.inverted or self.rate == 0:
             return inputs
         return ops.multiply(inputs, ops.cast(1.0 - self.rate, inputs.dtype))
+        # <<< exercise dropout
 
     def compute_output_shape(self, input_shape):
         return input_shape

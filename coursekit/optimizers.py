@@ -55,9 +55,14 @@ class SGD(_CourseOptimizer):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
+        # >>> exercise sgd
+        # TODO: W = W - learning_rate * g.
+        #   Cast learning_rate and g to variable.dtype (ops.cast), then update W with
+        #   self.assign_sub(variable, ...): always write through self.assign*, with keras.ops.
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         self.assign_sub(variable, ops.multiply(gradient, lr))
+        # <<< exercise sgd
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -89,21 +94,21 @@ class Momentum(_CourseOptimizer):
         super().build(variables)
         self.velocities = self.add_optimizer_variables(variables, "velocity")
 
-    def _new_velocity(self, gradient, variable, learning_rate):
-        """Write and return v = momentum * v - learning_rate * g."""
+    def update_step(self, gradient, variable, learning_rate):
+        # >>> exercise momentum
+        # TODO: v = momentum * v - learning_rate * g, then W = W + v.
+        #   The velocity of `variable` is self._slot(self.velocities, variable); it starts at 0.
+        #   Write v with self.assign(...) and W with self.assign_add(...). Mind the sign:
+        #   the velocity points downhill (minus the gradient).
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        momentum = ops.cast(self.momentum, variable.dtype)
         velocity = self._slot(self.velocities, variable)
         self.assign(
             velocity,
-            ops.subtract(ops.multiply(velocity, momentum), ops.multiply(gradient, lr)),
+            ops.subtract(ops.multiply(velocity, self.momentum), ops.multiply(gradient, lr)),
         )
-        return velocity, gradient, lr, momentum
-
-    def update_step(self, gradient, variable, learning_rate):
-        velocity, *_ = self._new_velocity(gradient, variable, learning_rate)
         self.assign_add(variable, velocity)
+        # <<< exercise momentum
 
     def get_config(self):
         config = super().get_config()
@@ -136,11 +141,25 @@ class Nesterov(Momentum):
         super().__init__(learning_rate=learning_rate, momentum=momentum, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
-        velocity, gradient, lr, momentum = self._new_velocity(gradient, variable, learning_rate)
+        # >>> exercise nesterov
+        # TODO: the course's rule, v starting at 0:
+        #   W = W + momentum**2 * v;  W = W - (1 + momentum) * learning_rate * g;
+        #   v = momentum * v - learning_rate * g.
+        #   Equivalently: first v = momentum * v - learning_rate * g, then
+        #   W = W + momentum * v - learning_rate * g (with the new v).
+        #   The velocity is self._slot(self.velocities, variable); use self.assign / self.assign_add.
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        velocity = self._slot(self.velocities, variable)
+        self.assign(
+            velocity,
+            ops.subtract(ops.multiply(velocity, self.momentum), ops.multiply(gradient, lr)),
+        )
         self.assign_add(
             variable,
-            ops.subtract(ops.multiply(velocity, momentum), ops.multiply(gradient, lr)),
+            ops.subtract(ops.multiply(velocity, self.momentum), ops.multiply(gradient, lr)),
         )
+        # <<< exercise nesterov
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -187,6 +206,11 @@ class AdaGrad(_CourseOptimizer):
         self.accumulators = self.add_optimizer_variables(variables, "accumulator", initializer)
 
     def update_step(self, gradient, variable, learning_rate):
+        # >>> exercise adagrad
+        # TODO: h = h + g * g, then W = W - learning_rate * g / (sqrt(h) + epsilon).
+        #   h is self._slot(self.accumulators, variable) (it starts at
+        #   initial_accumulator_value, 0 by default). Convention of the course: epsilon goes
+        #   OUTSIDE the square root. Use self.assign_add / self.assign_sub and keras.ops.
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         accumulator = self._slot(self.accumulators, variable)
@@ -195,6 +219,7 @@ class AdaGrad(_CourseOptimizer):
             variable,
             ops.divide(ops.multiply(gradient, lr), ops.add(ops.sqrt(accumulator), self.epsilon)),
         )
+        # <<< exercise adagrad
 
     def get_config(self):
         config = super().get_config()
@@ -239,6 +264,10 @@ class RMSprop(_CourseOptimizer):
         self.mean_squares = self.add_optimizer_variables(variables, "mean_square")
 
     def update_step(self, gradient, variable, learning_rate):
+        # >>> exercise rmsprop
+        # TODO: h = rho * h + (1 - rho) * g * g, then W = W - learning_rate * g / (sqrt(h) + epsilon).
+        #   h is self._slot(self.mean_squares, variable), starting at 0. Epsilon goes OUTSIDE
+        #   the square root. Use self.assign / self.assign_sub and keras.ops.
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         mean_square = self._slot(self.mean_squares, variable)
@@ -253,6 +282,7 @@ class RMSprop(_CourseOptimizer):
             variable,
             ops.divide(ops.multiply(gradient, lr), ops.add(ops.sqrt(mean_square), self.epsilon)),
         )
+        # <<< exercise rmsprop
 
     def get_config(self):
         config = super().get_config()
@@ -306,6 +336,13 @@ class Adam(_CourseOptimizer):
         )
 
     def update_step(self, gradient, variable, learning_rate):
+        # >>> exercise adam
+        # TODO: with t = self.iterations + 1 (the step number, 1 at the first update):
+        #   lr_t = learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t)   (bias correction)
+        #   m = m + (1 - beta_1) * (g - m);  v = v + (1 - beta_2) * (g * g - v)
+        #   W = W - lr_t * m / (sqrt(v) + epsilon)                    (epsilon OUTSIDE the root)
+        #   m and v are self._slot(self.first_moments, variable) and
+        #   self._slot(self.second_moments, variable). Cast t to variable.dtype.
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         step = ops.cast(self.iterations + 1, variable.dtype)
@@ -320,6 +357,7 @@ class Adam(_CourseOptimizer):
             variable,
             ops.divide(ops.multiply(m, lr_t), ops.add(ops.sqrt(v), self.epsilon)),
         )
+        # <<< exercise adam
 
     def get_config(self):
         config = super().get_config()

@@ -22,7 +22,10 @@ class WeightDecay(keras.regularizers.Regularizer):
         self.lam = float(check_non_negative("lam", lam))
 
     def __call__(self, weights):
+        # >>> exercise weight_decay
+        # TODO: return the penalty 0.5 * lam * sum(W**2) (self.lam; keras.ops only).
         return 0.5 * self.lam * ops.sum(ops.square(weights))
+        # <<< exercise weight_decay
 
     def get_config(self):
         return {"lam": self.lam}

@@ -1,8 +1,23 @@
 """The chapter's experiments, one thin script each: `python -m labs` lists them."""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the labs
+
+
+def _implementation_from_argv(argv):
+    """`--implementation DIR` must act before coursekit is imported: it picks the components."""
+    for index, arg in enumerate(argv):
+        if arg == "--implementation" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--implementation="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+if _implementation_from_argv(sys.argv):
+    os.environ["COURSEKIT_IMPLEMENTATION"] = _implementation_from_argv(sys.argv)
 
 NAMES = (
     "optimizer_compare_naive",

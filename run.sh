@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up .venv if needed, then run every lab at the full preset into results/.
+# Extra arguments go to `python -m labs`, e.g. `bash run.sh batch_norm_test --preset smoke`.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/setup.sh
+if [ $# -eq 0 ]; then set -- all; fi
+exec .venv/bin/python -m labs "$@"
