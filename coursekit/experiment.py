@@ -15,6 +15,8 @@ import sys
 import time
 import warnings
 
+import keras
+
 from coursekit import data, results, runtime
 
 PRESETS = ("full", "smoke")
@@ -68,6 +70,7 @@ def run_lab(lab, *, preset="full", dataset="auto", out="results", seed=0, show=F
     if preset not in lab.presets:
         raise ValueError(f"Unknown preset {preset!r} for {lab.name}; valid: {', '.join(lab.presets)}")
     settings = {**lab.presets[preset], **(overrides or {})}
+    keras.backend.clear_session()  # labs run one after another (`labs all`) start from a clean Keras state
     seed = runtime.seed_everything(seed)
     out_dir = pathlib.Path(out) / lab.name
     out_dir.mkdir(parents=True, exist_ok=True)

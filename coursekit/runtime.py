@@ -1,5 +1,6 @@
-"""Seeds, the device in use, and mixed precision: one place for each."""
+"""Seeds, the device in use, mixed precision and float64: one place for each."""
 
+import contextlib
 import os
 import platform
 import random
@@ -74,3 +75,30 @@ def package_versions():
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+@contextlib.contextmanager
+def float64():
+    """Compute in float64 inside the block (gradient checks); the previous settings come back after.
+
+    Sets Keras' floatx *and* the global dtype policy (layers take their dtype from the
+    policy, which a first layer fixes from floatx), and JAX's 64-bit mode.
+    """
+    previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
+    jax_x64 = None
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax_x64 = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", True)
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        keras.config.set_floatx(previous_floatx)
+        if jax_x64 is not None:
+            import jax
+
+            jax.config.update("jax_enable_x64", jax_x64)

@@ -9,9 +9,9 @@ BatchNorm's output is constant, so the batch is larger than 1.)
 
 import sys
 
-import keras
 import numpy as np
 
+from coursekit import runtime
 from coursekit.experiment import Lab, LabResult, main
 from coursekit.gradcheck import autodiff_gradients, numerical_gradients, relative_error, sample_indices
 from coursekit.models import classification_loss, multilayer_net
@@ -23,20 +23,10 @@ PRESETS = {
 }
 
 
-def float64_mode():
-    """float64 everywhere (JAX needs its 64-bit switch too)."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-    keras.config.set_floatx("float64")
-
-
 def run(ctx):
     settings = ctx.settings
     dataset = ctx.load_dataset(train_size=settings["batch"])
-    float64_mode()
-    try:
+    with runtime.float64():
         x, y = dataset.x_train.astype("float64"), dataset.y_train
         model = multilayer_net(dataset.num_features, settings["hidden_sizes"], batch_norm=True, seed=ctx.seed)
         loss = classification_loss()
@@ -56,8 +46,6 @@ def run(ctx):
             v.path: relative_error([a[i] for i in idx], [n[i] for i in idx], floor=1e-6)
             for v, a, n, idx in zip(variables, automatic, numeric, chosen)
         }
-    finally:
-        keras.config.set_floatx("float32")
 
     rows = [{"variant": name, "step": 1, "metric": "max_relative_error", "value": err} for name, err in errors.items()]
     panel = {

@@ -42,13 +42,8 @@ requires_tensorflow = pytest.mark.skipif(BACKEND != "tensorflow", reason="Tensor
 
 @pytest.fixture
 def float64():
-    """Keras floatx float64 (and 64-bit mode on JAX) for numerical gradient checks."""
-    if BACKEND == "jax":
-        import jax
+    """float64 computation for numerical gradient checks (coursekit.runtime.float64)."""
+    from coursekit.runtime import float64 as float64_mode
 
-        jax.config.update("jax_enable_x64", True)
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-    if BACKEND == "jax":
-        jax.config.update("jax_enable_x64", False)
+    with float64_mode():
+        yield

@@ -61,3 +61,14 @@ def test_device_report_and_versions():
     assert report["backend"] in ("tensorflow", "jax", "torch")
     assert report["device"].startswith(("CPU", "GPU"))
     assert "keras" in runtime.package_versions()
+
+
+def test_float64_block_overrides_a_fixed_float32_policy_and_restores_it():
+    import keras
+
+    keras.config.set_dtype_policy("float32")  # a policy fixed earlier, as after any first layer
+    with runtime.float64():
+        layer = keras.layers.Dense(2)
+        layer.build((None, 3))
+        assert layer.kernel.dtype == "float64" and keras.config.floatx() == "float64"
+    assert keras.config.dtype_policy().name == "float32" and keras.config.floatx() == "float32"

@@ -6,12 +6,21 @@ Examples:
 """
 
 import argparse
+import importlib.util
+import os
 import sys
 import warnings
 
-from coursekit.data import DATASET_NAMES, DatasetUnavailable
-from tuning.oracles import ORACLES
-from tuning.search import BATCH_NORM, SearchSettings
+# Searches run on JAX unless told otherwise: measured here, a trial of the reference
+# search took 1.6 s on JAX against 2.7 s on TensorFlow, and TensorFlow's resident memory
+# grew by about 4.4 MiB per trial (graphs of every trial's `fit` kept inside TensorFlow)
+# where JAX's stayed flat. KERAS_BACKEND=tensorflow python -m tuning ... chooses TensorFlow.
+if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("jax") is not None:
+    os.environ["KERAS_BACKEND"] = "jax"
+
+from coursekit.data import DATASET_NAMES, DatasetUnavailable  # noqa: E402
+from tuning.oracles import ORACLES  # noqa: E402
+from tuning.search import BATCH_NORM, SearchSettings  # noqa: E402
 
 PRESETS = {
     "full": {"trials": 100, "epochs": 50},

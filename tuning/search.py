@@ -134,11 +134,28 @@ class CourseTuner(keras_tuner.Tuner):
         model = self._try_build(hp)
         epochs = int(hp.values.get("tuner/epochs", settings.epochs))
         recorder = _TrainAccuracy(data.x_train, data.y_train)
-        history = model.fit(
-            data.x_train, data.y_train, batch_size=settings.batch_size, epochs=epochs,
-            validation_data=(data.x_val, data.y_val), callbacks=[recorder], verbose=0,
-        )
+        history = model.fit(epochs=epochs, callbacks=[recorder], verbose=0, **self._fit_data())
         return model, history.history["val_accuracy"], recorder.values
+
+    def _fit_data(self):
+        """The training and validation data, as keyword arguments of `fit`.
+
+        On TensorFlow, NumPy arrays passed to `fit` become a new tf.data pipeline, with
+        a copy of the arrays, in every trial. One pipeline made once and reused by every
+        trial saves that work (a trial of the reference search: 4.5 s -> 2.7 s).
+        """
+        data, settings = self.dataset, self.settings
+        if keras.backend.backend() != "tensorflow":
+            return {"x": data.x_train, "y": data.y_train, "batch_size": settings.batch_size,
+                    "validation_data": (data.x_val, data.y_val)}
+        if getattr(self, "_tf_datasets", None) is None:
+            import tensorflow as tf
+
+            train = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+            train = train.shuffle(len(data.x_train), seed=settings.seed, reshuffle_each_iteration=True)
+            validation = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(max(len(data.x_val), 1))
+            self._tf_datasets = {"x": train.batch(settings.batch_size), "validation_data": validation, "shuffle": False}
+        return self._tf_datasets
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.perf_counter()

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RESULT_PREFIX = "@@RESULT@@ "
 CHECK_SECONDS = int(os.environ.get("COURSEKIT_CHECK_SECONDS", "60"))
-RTOL = 1e-4
+RTOL = 1e-3  # float32 Keras against float64 NumPy over 30 steps; classic mistakes differ by far more
 
 
 class CheckFailed(Exception):
@@ -123,7 +123,7 @@ def _adam_eps_inside(self, params, grads):
 # name: (class, keras kwargs of the probing configuration, the same for the reference,
 #        learning rate of the training check, [(mistake update, hint)], generic hint)
 OPTIMIZER_EXERCISES = {
-    "sgd": ("SGD", {"learning_rate": 0.1}, {"lr": 0.1}, 0.1, [
+    "sgd": ("SGD", {"learning_rate": 0.1}, {"lr": 0.1}, 0.2, [
         (_sgd_sign, "the sign is flipped: SGD moves against the gradient, W = W - learning_rate * g"),
     ], "W = W - learning_rate * g"),
     "momentum": ("Momentum", {"learning_rate": 0.05, "momentum": 0.8}, {"lr": 0.05, "momentum": 0.8}, 0.05, [
@@ -214,7 +214,7 @@ def _optimizer_checks(name):
         x, y = _digits()
         model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
         model.compile(student_class(learning_rate=train_lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        losses = model.fit(x, y, batch_size=32, epochs=8, verbose=0).history["loss"]
+        losses = model.fit(x, y, batch_size=32, epochs=15, verbose=0).history["loss"]
         if not np.all(np.isfinite(losses)):
             raise CheckFailed("the loss became NaN or inf in training", hint="check the divisions and the sign of the update")
         if not losses[-1] < 0.5 * losses[0]:
@@ -314,12 +314,9 @@ def _batchnorm_checks(name):
         return worst
 
     def gradient():
-        if keras.backend.backend() == "jax":
-            import jax
+        from coursekit.runtime import float64
 
-            jax.config.update("jax_enable_x64", True)
-        keras.config.set_floatx("float64")
-        try:
+        with float64():
             layer = layers.BatchNorm()
             x64 = x.astype("float64")
             layer.build(x64.shape)
@@ -328,12 +325,10 @@ def _batchnorm_checks(name):
             x_var = keras.Variable(x64)
 
             def loss():
-                return keras.ops.sum(keras.ops.sin(layer(x_var.value, training=True)) * weights)
+                return keras.ops.sum(keras.ops.sigmoid(layer(x_var.value, training=True)) * weights)
 
             variables = [x_var, layer.gamma, layer.beta]
             errors = [relative_error(a, n, floor=1e-6) for a, n in zip(autodiff_gradients(loss, variables), numerical_gradients(loss, variables))]
-        finally:
-            keras.config.set_floatx("float32")
         if max(errors) > 1e-5:
             raise CheckFailed("autodiff gradients disagree with central differences", max(errors),
                               "compute everything with keras.ops (no NumPy, no .numpy()) so gradients flow")
@@ -434,9 +429,11 @@ def run_exercise(name):
         signal.alarm(CHECK_SECONDS)
         try:
             error = check()
+            error = None if error is None else float(error)
             results.append({"check": label, "passed": True, "error": error, "message": "ok", "hint": None})
         except CheckFailed as failure:
-            results.append({"check": label, "passed": False, "error": failure.error, "message": str(failure), "hint": failure.hint})
+            error = None if failure.error is None else float(failure.error)
+            results.append({"check": label, "passed": False, "error": error, "message": str(failure), "hint": failure.hint})
         except NotImplementedError as error:
             results.append({"check": label, "passed": False, "error": None, "message": f"not implemented yet ({error})", "hint": "fill in the TODO block"})
         except Exception as error:  # broken student code: a graded failure, never a crash
