@@ -13,7 +13,11 @@ components), `reference` (the same formulas in NumPy), `gradcheck`, `data`,
 
 import os
 
+from coursekit.quiet import start_backend
+
 __version__ = "0.1.0"
+
+start_backend()  # Keras (and TensorFlow's C++ start-up log lines, which it keeps off the terminal)
 
 # A student's own components (see coursekit.assignments) replace the reference ones
 # when COURSEKIT_IMPLEMENTATION names a folder laid out like the project.

@@ -100,7 +100,7 @@ def run_lab(lab, *, preset="full", dataset="auto", out="results", seed=0, show=F
     return out_dir, result
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option as one line (no usage block) and exits 2."""
 
     def error(self, message):
@@ -108,11 +108,11 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def parse_args(lab, argv=None):
-    parser = _OneLineParser(prog=f"python -m labs.{lab.name}", description=lab.description)
+    parser = OneLineParser(prog=f"python -m labs.{lab.name}", description=lab.description)
     parser.add_argument("--preset", choices=list(lab.presets), default="full", help="full (the reference scale) or smoke (seconds)")
     parser.add_argument("--dataset", default="auto", help=f"one of {', '.join(data.DATASET_NAMES)} (default: auto)")
     parser.add_argument("--out", default="results", help="output folder (default: results)")
-    parser.add_argument("--seed", type=_seed, default=0, help="the one seed of the run (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="the one seed of the run (default: 0)")
     parser.add_argument("--show", action="store_true", help="also show the figures on screen")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -122,14 +122,21 @@ def parse_args(lab, argv=None):
     return parser.parse_args(argv)
 
 
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer, not {text!r}")
-    return value
+def _integer_at_least(low, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, not {text!r}")
+        return value
+
+    return parse
+
+
+non_negative_int = _integer_at_least(0, "non-negative")
+positive_int = _integer_at_least(1, "positive")
 
 
 def main(lab, argv=None):

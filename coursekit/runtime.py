@@ -8,6 +8,8 @@ import random
 import keras
 import numpy as np
 
+from coursekit.quiet import quiet_stderr
+
 
 def seed_everything(seed):
     """Seed Python's `random`, NumPy and Keras (and the backend) with one integer."""
@@ -15,7 +17,8 @@ def seed_everything(seed):
         raise ValueError(f"seed must be a non-negative integer; received seed={seed!r}")
     random.seed(seed)
     np.random.seed(seed)
-    keras.utils.set_random_seed(int(seed))
+    with quiet_stderr():  # on JAX this also seeds (and so first loads) TensorFlow, if installed
+        keras.utils.set_random_seed(int(seed))
     return int(seed)
 
 

@@ -401,3 +401,12 @@ def optimizer_path(optimizer, loss_fn, start, steps):
 def history_rows(histories, record_loss=True):
     """All variants' tidy rows, in variant order."""
     return [row for history in histories.values() for row in history.rows(record_loss)]
+
+
+def late_mean_losses(histories, fraction=0.1):
+    """Each variant's mean loss over the last `fraction` of its iterations: {label: value}."""
+    summary = {}
+    for name, history in histories.items():
+        tail = max(int(len(history.losses) * fraction), 1)
+        summary[f"{name} mean loss, last {tail} iterations"] = round(float(np.mean(history.losses[-tail:])), 4)
+    return summary

@@ -19,6 +19,8 @@ def _implementation_from_argv(argv):
 if _implementation_from_argv(sys.argv):
     os.environ["COURSEKIT_IMPLEMENTATION"] = _implementation_from_argv(sys.argv)
 
+import coursekit  # noqa: E402, F401  (starts Keras quietly, with the chosen components)
+
 NAMES = (
     "optimizer_compare_naive",
     "optimizer_compare_mnist",

@@ -7,13 +7,11 @@ optimizer at its default learning rate, see the same minibatches of 128 for
 
 import sys
 
-import numpy as np
-
 from coursekit import optimizers
 from coursekit.experiment import Lab, LabResult, main
 from coursekit.models import multilayer_net
 from coursekit.plots import loss_panel, plot_panels
-from coursekit.training import Variant, history_rows, train_variants
+from coursekit.training import Variant, history_rows, late_mean_losses, train_variants
 
 OPTIMIZERS = ("SGD", "Momentum", "AdaGrad", "Adam")
 PRESETS = {
@@ -44,9 +42,7 @@ def run(ctx):
     )
 
     figure = plot_panels([loss_panel(histories, title="optimizer comparison")], ctx.figure_path("loss.png"), show=ctx.show, panel_size=(6, 4.5))
-    tail = max(settings["iterations"] // 10, 1)
-    summary = {f"{name} mean loss, last {tail} iterations": round(float(np.mean(h.losses[-tail:])), 4) for name, h in histories.items()}
-    return LabResult(history_rows(histories), [figure], summary)
+    return LabResult(history_rows(histories), [figure], late_mean_losses(histories))
 
 
 LAB = Lab("optimizer_compare_mnist", "SGD vs Momentum vs AdaGrad vs Adam on a 784-[100]x4-10 net, same batches", PRESETS, run)

@@ -8,14 +8,12 @@ ln(10) = 2.30; He, made for ReLU, learns fastest.
 
 import sys
 
-import numpy as np
-
 from coursekit import optimizers
 from coursekit.experiment import Lab, LabResult, main
 from coursekit.initializers import He, Normal, Xavier
 from coursekit.models import multilayer_net
 from coursekit.plots import loss_panel, plot_panels
-from coursekit.training import Variant, history_rows, train_variants
+from coursekit.training import Variant, history_rows, late_mean_losses, train_variants
 
 INITIALIZERS = {"std=0.01": lambda seed: Normal(0.01, seed=seed), "Xavier": Xavier, "He": He}
 PRESETS = {
@@ -43,9 +41,7 @@ def run(ctx):
     )
 
     figure = plot_panels([loss_panel(histories, title="initial weights (ReLU)", ylim=(0, 2.5))], ctx.figure_path("loss.png"), show=ctx.show, panel_size=(6, 4.5))
-    tail = max(settings["iterations"] // 10, 1)
-    summary = {f"{name} mean loss, last {tail} iterations": round(float(np.mean(h.losses[-tail:])), 4) for name, h in histories.items()}
-    return LabResult(history_rows(histories), [figure], summary)
+    return LabResult(history_rows(histories), [figure], late_mean_losses(histories))
 
 
 LAB = Lab("weight_init_compare", "std 0.01 vs Xavier vs He initial weights on a ReLU 784-[100]x4-10 net", PRESETS, run)

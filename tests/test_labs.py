@@ -181,3 +181,17 @@ def test_labs_listing_names_every_lab():
     assert result.returncode == 0
     for name in NAMES:
         assert name in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command,message",
+    [
+        (["labs.overfit_dropout", "--dataset", "cifar"], "overfit_dropout: error: Unknown dataset 'cifar'"),
+        (["labs.batch_norm_test", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+        (["tuning", "--trials", "0"], "python -m tuning: error: argument --trials: expected a positive integer, not '0'"),
+    ],
+)
+def test_command_line_errors_are_exactly_one_line(tmp_path, command, message):
+    result = subprocess.run([sys.executable, "-m", *command, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and message in result.stderr

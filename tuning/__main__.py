@@ -18,7 +18,13 @@ import warnings
 if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("jax") is not None:
     os.environ["KERAS_BACKEND"] = "jax"
 
+from coursekit.quiet import quiet_stderr  # noqa: E402
+
+with quiet_stderr():
+    import keras_tuner  # noqa: F401  (it loads TensorFlow, whatever the backend)
+
 from coursekit.data import DATASET_NAMES, DatasetUnavailable  # noqa: E402
+from coursekit.experiment import OneLineParser, non_negative_int, positive_int  # noqa: E402
 from tuning.oracles import ORACLES  # noqa: E402
 from tuning.search import BATCH_NORM, SearchSettings  # noqa: E402
 
@@ -28,45 +34,24 @@ PRESETS = {
 }
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    if text.isdigit():
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
-
-
 def _names(text):
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def parse_args(argv=None):
-    parser = _OneLineParser(prog="python -m tuning", description="Hyperparameter search on the validation split (keras-tuner).")
+    parser = OneLineParser(prog="python -m tuning", description="Hyperparameter search on the validation split (keras-tuner).")
     parser.add_argument("--preset", choices=list(PRESETS), default="full")
     parser.add_argument("--dataset", default="auto", help=f"one of {', '.join(DATASET_NAMES)}")
     parser.add_argument("--out", default="results/tuning", help="output folder (report + keras_tuner/ state)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0)
-    parser.add_argument("--trials", type=_positive_int, help="number of trials (preset: 100 full, 6 smoke)")
-    parser.add_argument("--epochs", type=_positive_int, help="epochs per trial (preset: 50 full, 3 smoke)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--trials", type=positive_int, help="number of trials (preset: 100 full, 6 smoke)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per trial (preset: 50 full, 3 smoke)")
     parser.add_argument("--oracle", choices=ORACLES, default="narrowing")
-    parser.add_argument("--rounds", type=_positive_int, help="narrowing: rounds (default ceil(trials/20))")
-    parser.add_argument("--keep", type=_positive_int, help="narrowing: best trials that set the next range")
+    parser.add_argument("--rounds", type=positive_int, help="narrowing: rounds (default ceil(trials/20))")
+    parser.add_argument("--keep", type=positive_int, help="narrowing: best trials that set the next range")
     parser.add_argument("--margin", type=float, default=0.1, help="narrowing: widening, fraction of the round's range")
-    parser.add_argument("--train-size", type=_positive_int, default=500)
-    parser.add_argument("--batch-size", type=_positive_int, default=100)
+    parser.add_argument("--train-size", type=positive_int, default=500)
+    parser.add_argument("--batch-size", type=positive_int, default=100)
     parser.add_argument("--optimizers", type=_names, default=("SGD",), help="comma list, e.g. SGD,Momentum,Adam (more than one: tuned)")
     parser.add_argument("--initializers", type=_names, default=("he",), help="comma list, e.g. he,xavier")
     parser.add_argument("--batch-norm", choices=BATCH_NORM, default="off")
