@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
+echo "== ruff"
+.venv/bin/ruff check coursekit labs tuning tests benchmarks
+.venv/bin/python -m labs.notebooks --check
 echo "== pytest, KERAS_BACKEND=tensorflow"
 KERAS_BACKEND=tensorflow .venv/bin/python -m pytest "$@"
 echo "== pytest, KERAS_BACKEND=jax"

@@ -56,7 +56,10 @@ class OpByOpBatchNorm(layers.BatchNorm):
 PAIRS = {
     "SGD": (lambda: model(lambda: optimizers.SGD(0.01)), lambda: model(lambda: keras.optimizers.SGD(0.01))),
     "Momentum": (lambda: model(optimizers.Momentum), lambda: model(lambda: keras.optimizers.SGD(0.01, momentum=0.9))),
-    "Nesterov": (lambda: model(optimizers.Nesterov), lambda: model(lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True))),
+    "Nesterov": (
+        lambda: model(optimizers.Nesterov),
+        lambda: model(lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True)),
+    ),
     "AdaGrad": (lambda: model(optimizers.AdaGrad), lambda: model(lambda: keras.optimizers.Adagrad(0.01))),
     "RMSprop": (lambda: model(optimizers.RMSprop), lambda: model(lambda: keras.optimizers.RMSprop(0.01))),
     "Adam": (lambda: model(optimizers.Adam), lambda: model(keras.optimizers.Adam)),
@@ -90,7 +93,9 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.random((STEPS * BATCH, 784), dtype=np.float32)
     y = rng.integers(0, 10, STEPS * BATCH).astype("int32")
-    print(f"backend={keras.backend.backend()}  model=784-[100]x4-10  batch={BATCH}  {ROUNDS} paired rounds of {STEPS} steps")
+    print(
+        f"backend={keras.backend.backend()}  model=784-[100]x4-10  batch={BATCH}  {ROUNDS} paired rounds of {STEPS} steps"
+    )
     print(f"{'component':12s} {'ours ms/step':>13s} {'keras ms/step':>14s} {'paired ratio':>13s}")
     ratios = {}
     for name, (ours_factory, keras_factory) in PAIRS.items():

@@ -67,7 +67,9 @@ def main(argv=None):
     y = rng.integers(0, 10, 10_000).astype("int32")
     batches = BatchSampler(len(x), 128, "reference", seed=0).take(args.iterations)
 
-    print(f"backend={keras.backend.backend()}  4 nets 784-[100]x4-10  batch 128  {args.iterations} iterations  {os.cpu_count()} CPUs")
+    print(
+        f"backend={keras.backend.backend()}  4 nets 784-[100]x4-10  batch 128  {args.iterations} iterations  {os.cpu_count()} CPUs"
+    )
     rows = [("numpy reference (float64)", *timed(numpy_reference, x, y, batches))]
     rows.append(("keras fused (all 4 in one step)", *timed(keras_run, x, y, args.iterations, "fused")))
     if not args.skip_per_variant:

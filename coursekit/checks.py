@@ -23,9 +23,7 @@ def check_number(name, value, *, low=None, high=None, low_open=False, high_open=
         right = ")" if high_open else "]"
         low_text = "-inf" if low is None else f"{low:g}"
         high_text = "inf" if high is None else f"{high:g}"
-        raise ValueError(
-            f"`{name}` must be in {left}{low_text}, {high_text}{right}; received {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be in {left}{low_text}, {high_text}{right}; received {name}={value!r}")
     return value
 
 

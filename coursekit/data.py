@@ -89,23 +89,17 @@ def load_dataset(name, *, train_size=None, validation_fraction=0.0, seed=0):
     if not isinstance(name, str):
         raise ValueError(f"dataset name must be a string; received {name!r}")
     if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(
-            f"validation_fraction must be in [0, 1); received validation_fraction={validation_fraction!r}"
-        )
+        raise ValueError(f"validation_fraction must be in [0, 1); received validation_fraction={validation_fraction!r}")
     (x_train, y_train), (x_test, y_test), source, image_shape = _load_raw(name)
     if train_size is not None:
         if not isinstance(train_size, (int, np.integer)) or train_size < 1:
             raise ValueError(f"train_size must be a positive integer; received train_size={train_size!r}")
         if train_size > len(x_train):
-            raise ValueError(
-                f"train_size={train_size} is larger than the {len(x_train)} training images of {name!r}"
-            )
+            raise ValueError(f"train_size={train_size} is larger than the {len(x_train)} training images of {name!r}")
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     n_val = int(round(validation_fraction * len(x_train)))
     if validation_fraction > 0 and (n_val == 0 or n_val == len(x_train)):
-        raise ValueError(
-            f"validation_fraction={validation_fraction} of {len(x_train)} images leaves an empty split"
-        )
+        raise ValueError(f"validation_fraction={validation_fraction} of {len(x_train)} images leaves an empty split")
     order = np.random.default_rng(seed).permutation(len(x_train)) if n_val else np.arange(len(x_train))
     val_idx, train_idx = order[:n_val], order[n_val:]
     return Dataset(
@@ -140,7 +134,7 @@ def _load_raw(name):
 
 
 def _flatten(images):
-    return (images.reshape(len(images), -1).astype("float32") / 255.0)
+    return images.reshape(len(images), -1).astype("float32") / 255.0
 
 
 def _load_keras(name):
@@ -155,7 +149,12 @@ def _load_keras(name):
             "without internet use 'digits' or 'idx:PATH'"
         ) from None
     source = f"keras.datasets.{name}"
-    return (_flatten(x_train), y_train.astype("int32")), (_flatten(x_test), y_test.astype("int32")), source, x_train.shape[1:]
+    return (
+        (_flatten(x_train), y_train.astype("int32")),
+        (_flatten(x_test), y_test.astype("int32")),
+        source,
+        x_train.shape[1:],
+    )
 
 
 def _deterministic_split(images, labels):
@@ -234,9 +233,7 @@ def _read_split(folder, prefix):
     if labels.ndim != 1:
         raise ValueError(f"{label_path} does not hold labels (magic 2049)")
     if len(images) != len(labels):
-        raise ValueError(
-            f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
-        )
+        raise ValueError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
     return images, labels.astype("int32")
 
 

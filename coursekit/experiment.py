@@ -109,14 +109,17 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parse_args(lab, argv=None):
     parser = OneLineParser(prog=f"python -m labs.{lab.name}", description=lab.description)
-    parser.add_argument("--preset", choices=list(lab.presets), default="full", help="full (the reference scale) or smoke (seconds)")
+    parser.add_argument(
+        "--preset", choices=list(lab.presets), default="full", help="full (the reference scale) or smoke (seconds)"
+    )
     parser.add_argument("--dataset", default="auto", help=f"one of {', '.join(data.DATASET_NAMES)} (default: auto)")
     parser.add_argument("--out", default="results", help="output folder (default: results)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="the one seed of the run (default: 0)")
     parser.add_argument("--show", action="store_true", help="also show the figures on screen")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
-        "--implementation", metavar="DIR",
+        "--implementation",
+        metavar="DIR",
         help="use the components in DIR/coursekit/ (a student's package from `python -m coursekit.assignments make`)",
     )
     return parser.parse_args(argv)
@@ -142,8 +145,13 @@ positive_int = _integer_at_least(1, "positive")
 def main(lab, argv=None):
     """Command-line entry of one lab; returns the exit status (0, or 2 with a one-line error)."""
     args = parse_args(lab, argv)
-    if args.implementation and os.path.abspath(os.environ.get("COURSEKIT_IMPLEMENTATION", "")) != os.path.abspath(args.implementation):
-        print(f"{lab.name}: error: --implementation works from the command line only (python -m labs.{lab.name} ...)", file=sys.stderr)
+    if args.implementation and os.path.abspath(os.environ.get("COURSEKIT_IMPLEMENTATION", "")) != os.path.abspath(
+        args.implementation
+    ):
+        print(
+            f"{lab.name}: error: --implementation works from the command line only (python -m labs.{lab.name} ...)",
+            file=sys.stderr,
+        )
         return 2
     warnings.formatwarning = lambda message, category, *_, **__: f"{category.__name__}: {message}\n"
     try:
@@ -159,7 +167,9 @@ def main(lab, argv=None):
     except (ValueError, data.DatasetUnavailable, OSError) as error:
         print(f"{lab.name}: error: {error}", file=sys.stderr)
         return 2
-    print(f"{lab.name}: wrote {out_dir}/results.csv, config.json, {', '.join(pathlib.Path(f).name for f in result.figures)}")
+    print(
+        f"{lab.name}: wrote {out_dir}/results.csv, config.json, {', '.join(pathlib.Path(f).name for f in result.figures)}"
+    )
     for key, value in result.summary.items():
         print(f"  {key}: {value}")
     return 0
@@ -184,9 +194,14 @@ def overfitting_comparison(ctx, dataset, variants, *, title):
         epochs=settings["epochs"],
         seed=ctx.seed,
         verbose=ctx.verbose,
-        eval_sets={"train_accuracy": (dataset.x_train, dataset.y_train), "test_accuracy": (dataset.x_test, dataset.y_test)},
+        eval_sets={
+            "train_accuracy": (dataset.x_train, dataset.y_train),
+            "test_accuracy": (dataset.x_test, dataset.y_test),
+        },
     )
-    figure = plot_panels([accuracy_panel(histories, title=title)], ctx.figure_path("accuracy.png"), show=ctx.show, panel_size=(6, 4.5))
+    figure = plot_panels(
+        [accuracy_panel(histories, title=title)], ctx.figure_path("accuracy.png"), show=ctx.show, panel_size=(6, 4.5)
+    )
     summary = {}
     for name, history in histories.items():
         train, test = history.final("train_accuracy"), history.final("test_accuracy")

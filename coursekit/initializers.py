@@ -41,10 +41,7 @@ class _ScaledNormal(keras.initializers.Initializer):
         if isinstance(seed, dict):  # a serialized SeedGenerator, from get_config
             seed = keras.saving.deserialize_keras_object(seed)
         if seed is not None and not isinstance(seed, (int, keras.random.SeedGenerator)):
-            raise ValueError(
-                "`seed` must be an int or a keras.random.SeedGenerator; "
-                f"received seed={seed!r}"
-            )
+            raise ValueError(f"`seed` must be an int or a keras.random.SeedGenerator; received seed={seed!r}")
         self._init_seed = seed
         # Like Keras: an unseeded initializer fixes a seed once, drawn from
         # Python's `random` (which `keras.utils.set_random_seed` controls).

@@ -62,9 +62,7 @@ class BatchNorm(keras.layers.Layer):
     def build(self, input_shape):
         rank = len(input_shape)
         if not -rank <= self.axis < rank:
-            raise ValueError(
-                f"BatchNorm axis={self.axis} is out of range for inputs of shape {tuple(input_shape)}"
-            )
+            raise ValueError(f"BatchNorm axis={self.axis} is out of range for inputs of shape {tuple(input_shape)}")
         self._axis = self.axis % rank
         features = input_shape[self._axis]
         if features is None:
@@ -77,9 +75,7 @@ class BatchNorm(keras.layers.Layer):
         weight = dict(shape=shape, autocast=False)
         self.gamma = self.add_weight(name="gamma", initializer="ones", **weight)
         self.beta = self.add_weight(name="beta", initializer="zeros", **weight)
-        self.moving_mean = self.add_weight(
-            name="moving_mean", initializer="zeros", trainable=False, **weight
-        )
+        self.moving_mean = self.add_weight(name="moving_mean", initializer="zeros", trainable=False, **weight)
         self.moving_variance = self.add_weight(
             name="moving_variance",
             initializer=self.moving_variance_initializer,
@@ -102,12 +98,8 @@ class BatchNorm(keras.layers.Layer):
             #   Write the moving statistics with self.moving_mean.assign(...) etc. Use keras.ops;
             #   gamma, beta broadcast along the last axis (axis=-1 inputs).
             mean, variance = ops.moments(x, axes=self._reduction_axes)
-            self.moving_mean.assign(
-                self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
-            )
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
-            )
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
             outputs = ops.batch_normalization(
                 x, mean, variance, axis=self._axis, offset=beta, scale=gamma, epsilon=self.epsilon
             )
@@ -134,9 +126,7 @@ class BatchNorm(keras.layers.Layer):
                 "axis": self.axis,
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
-                "moving_variance_initializer": keras.initializers.serialize(
-                    self.moving_variance_initializer
-                ),
+                "moving_variance_initializer": keras.initializers.serialize(self.moving_variance_initializer),
             }
         )
         return config

@@ -193,9 +193,7 @@ class AdaGrad(_CourseOptimizer):
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.initial_accumulator_value = check_non_negative(
-            "initial_accumulator_value", initial_accumulator_value
-        )
+        self.initial_accumulator_value = check_non_negative("initial_accumulator_value", initial_accumulator_value)
         self.epsilon = check_positive("epsilon", epsilon)
 
     def build(self, variables):
@@ -380,7 +378,5 @@ def get(name, **kwargs):
     try:
         cls = by_lower[str(name).lower()]
     except KeyError:
-        raise ValueError(
-            f"Unknown optimizer {name!r}; valid names: {', '.join(ALL)}"
-        ) from None
+        raise ValueError(f"Unknown optimizer {name!r}; valid names: {', '.join(ALL)}") from None
     return cls(**kwargs)

@@ -32,13 +32,13 @@ def plot_panels(panels, path, *, ncols=None, suptitle=None, panel_size=(4.0, 3.2
     count = len(panels)
     ncols = ncols or count
     nrows = -(-count // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False
-    )
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
     for ax, panel in zip(axes.ravel(), panels):
         _draw(ax, panel)
-        if panel.get("lines") and any(line.label for line in panel["lines"]) and (
-            legend_panel is None or panel is panels[legend_panel]
+        if (
+            panel.get("lines")
+            and any(line.label for line in panel["lines"])
+            and (legend_panel is None or panel is panels[legend_panel])
         ):
             ax.legend(fontsize="small")
     for ax in axes.ravel()[count:]:
@@ -97,7 +97,9 @@ def loss_panel(histories, *, title="loss", ylim=(0, 1), smooth=True):
     for index, (name, history) in enumerate(histories.items()):
         losses = smooth_curve(history.losses) if smooth else history.losses
         x = range(1, len(losses) + 1)
-        lines.append(Line(x, losses, label=name, marker=MARKERS[index % len(MARKERS)], markevery=max(len(losses) // 20, 1)))
+        lines.append(
+            Line(x, losses, label=name, marker=MARKERS[index % len(MARKERS)], markevery=max(len(losses) // 20, 1))
+        )
     return {"title": title, "lines": lines, "xlabel": "iterations", "ylabel": "loss", "ylim": ylim}
 
 
@@ -109,5 +111,9 @@ def accuracy_panel(histories, *, title="accuracy", metrics=("train_accuracy", "t
             points = history.metrics.get(metric, [])
             if points:
                 steps, values = zip(*points)
-                lines.append(Line(steps, values, label=f"{name} {metric.replace('_accuracy', '')}", style=style, color=f"C{index}"))
+                lines.append(
+                    Line(
+                        steps, values, label=f"{name} {metric.replace('_accuracy', '')}", style=style, color=f"C{index}"
+                    )
+                )
     return {"title": title, "lines": lines, "xlabel": "epochs", "ylabel": "accuracy", "ylim": ylim}

@@ -197,7 +197,9 @@ def train_variants(
                 history.losses.extend(losses[:, column].tolist())
                 if history.diverged_at is None and not np.isfinite(losses[:, column]).all():
                     history.diverged_at = done + 1 + int(np.argmin(np.isfinite(losses[:, column])))
-                    warnings.warn(f"variant {history.variant.name!r} diverged at iteration {history.diverged_at}", stacklevel=2)
+                    warnings.warn(
+                        f"variant {history.variant.name!r} diverged at iteration {history.diverged_at}", stacklevel=2
+                    )
             done += steps
             finite = losses[-1][np.isfinite(losses[-1])]
             progress.update(done, [("loss", float(finite.mean()) if finite.size else float("nan"))])
@@ -373,7 +375,11 @@ class _JaxEngine(_FusedEngine):
     def finish(self):
         """Write the trained state back into the Keras variables."""
         for owners, values in zip(
-            ([m.trainable_variables for m in self.models], [m.non_trainable_variables for m in self.models], [o.variables for o in self.optimizers]),
+            (
+                [m.trainable_variables for m in self.models],
+                [m.non_trainable_variables for m in self.models],
+                [o.variables for o in self.optimizers],
+            ),
             self.state,
         ):
             for variables, arrays in zip(owners, values):

@@ -60,7 +60,9 @@ def run(ctx):
     return LabResult(rows, [figure], summary)
 
 
-LAB = Lab("batch_norm_gradient_check", "autodiff vs central differences through a BatchNorm network (float64)", PRESETS, run)
+LAB = Lab(
+    "batch_norm_gradient_check", "autodiff vs central differences through a BatchNorm network (float64)", PRESETS, run
+)
 
 if __name__ == "__main__":
     sys.exit(main(LAB))

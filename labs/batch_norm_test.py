@@ -19,8 +19,22 @@ from coursekit.plots import Line, plot_panels
 from coursekit.training import Variant, history_rows, train_variants
 
 PRESETS = {
-    "full": {"train_size": 1000, "hidden_sizes": [100] * 5, "batch_size": 100, "epochs": 20, "learning_rate": 0.01, "scales": 16},
-    "smoke": {"train_size": 1000, "hidden_sizes": [100] * 5, "batch_size": 100, "epochs": 10, "learning_rate": 0.01, "scales": 8},
+    "full": {
+        "train_size": 1000,
+        "hidden_sizes": [100] * 5,
+        "batch_size": 100,
+        "epochs": 20,
+        "learning_rate": 0.01,
+        "scales": 16,
+    },
+    "smoke": {
+        "train_size": 1000,
+        "hidden_sizes": [100] * 5,
+        "batch_size": 100,
+        "epochs": 10,
+        "learning_rate": 0.01,
+        "scales": 8,
+    },
 }
 
 
@@ -34,8 +48,11 @@ def run(ctx):
         Variant(
             f"{label}@{scale:.6g}",
             multilayer_net(
-                dataset.num_features, settings["hidden_sizes"], weight_init=Normal(float(scale), seed=ctx.seed),
-                batch_norm=label == "bn", seed=ctx.seed,
+                dataset.num_features,
+                settings["hidden_sizes"],
+                weight_init=Normal(float(scale), seed=ctx.seed),
+                batch_norm=label == "bn",
+                seed=ctx.seed,
             ),
             optimizers.SGD(settings["learning_rate"]),
             factors={"weight_scale": float(scale)},
@@ -47,8 +64,13 @@ def run(ctx):
 
     # ## All 2 x 16 networks train side by side on the same minibatches.
     histories = train_variants(
-        variants, dataset.x_train, dataset.y_train,
-        batch_size=settings["batch_size"], epochs=settings["epochs"], seed=ctx.seed, verbose=ctx.verbose,
+        variants,
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=settings["batch_size"],
+        epochs=settings["epochs"],
+        seed=ctx.seed,
+        verbose=ctx.verbose,
         eval_sets={"train_accuracy": (dataset.x_train, dataset.y_train)},
     )
 

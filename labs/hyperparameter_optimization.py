@@ -37,7 +37,12 @@ def run(ctx):
     return LabResult(curve_rows(tuner.oracle), [ctx.figure_path("best_trials.png")], summary)
 
 
-LAB = Lab("hyperparameter_optimization", "random search of learning rate and weight decay on a validation split (keras-tuner)", PRESETS, run)
+LAB = Lab(
+    "hyperparameter_optimization",
+    "random search of learning rate and weight decay on a validation split (keras-tuner)",
+    PRESETS,
+    run,
+)
 
 if __name__ == "__main__":
     sys.exit(main(LAB))

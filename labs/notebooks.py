@@ -21,7 +21,7 @@ from labs import NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
-SETUP = '''# Set-up. In Colab (Runtime > Change runtime type > GPU for speed) this fetches the kit;
+SETUP = """# Set-up. In Colab (Runtime > Change runtime type > GPU for speed) this fetches the kit;
 # inside a checkout of the kit (after `bash scripts/setup.sh`) it does nothing.
 import os
 import subprocess
@@ -34,17 +34,19 @@ if "google.colab" in sys.modules and not os.path.exists("coursekit/__init__.py")
     os.chdir("coursekit-src")
     # Colab already has TensorFlow and Keras: add keras-tuner and the kit only.
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "keras-tuner==1.4.8", "-e", ".", "--no-deps"], check=True)
-sys.path.insert(0, os.getcwd())'''
+sys.path.insert(0, os.getcwd())"""
 
-DEVICE = '''# Which backend and device will train: a GPU is used automatically when present.
+DEVICE = """# Which backend and device will train: a GPU is used automatically when present.
 from coursekit import runtime
 
-runtime.device_report()'''
+runtime.device_report()"""
 
 
 def _run_cells(name, preset="full"):
     return [
-        new_markdown_cell("## Run it\n\n`preset=\"smoke\"` finishes in seconds; `dataset` can be `mnist`, `digits`, `idx:PATH`."),
+        new_markdown_cell(
+            '## Run it\n\n`preset="smoke"` finishes in seconds; `dataset` can be `mnist`, `digits`, `idx:PATH`.'
+        ),
         new_code_cell(
             "from coursekit.experiment import run_lab\n\n"
             f'out_dir, result = run_lab(LAB, preset="{preset}", dataset="auto", out="results")\n'
@@ -75,44 +77,48 @@ def lab_notebook(name):
 
 def quickstart_notebook():
     lines = "\n".join(f"- `{n}`: `notebooks/{n}.ipynb`" for n in NAMES)
-    return _notebook([
-        new_markdown_cell(
-            "# coursekit quickstart\n\nThe chapter \"Techniques related to learning\" as Keras components and labs. "
-            "Run the cells top to bottom: install, check the GPU, run a lab, see its figures."
-        ),
-        new_code_cell(SETUP),
-        new_code_cell(DEVICE),
-        new_markdown_cell("## The course's components are ordinary Keras objects"),
-        new_code_cell(
-            "from coursekit.layers import BatchNorm, Dropout\n"
-            "from coursekit.models import classification_loss, multilayer_net\n"
-            "from coursekit.optimizers import Adam\n\n"
-            "model = multilayer_net(784, [100] * 4, batch_norm=True, dropout_rate=0.2, weight_decay=1e-4)\n"
-            "model.compile(Adam(), classification_loss(), metrics=[\"accuracy\"])\n"
-            "model.summary()"
-        ),
-        new_markdown_cell("## Run a lab: the optimizers' paths on f(x, y) = x²/20 + y²"),
-        new_code_cell(
-            "from coursekit.experiment import run_lab\n"
-            "from IPython.display import Image, display\n"
-            "from labs.optimizer_compare_naive import LAB\n\n"
-            'out_dir, result = run_lab(LAB, preset="full", out="results")\n'
-            "for figure in result.figures:\n"
-            "    display(Image(filename=str(figure)))\n"
-            "result.summary"
-        ),
-        new_markdown_cell(f"## Every lab has its own notebook\n\n{lines}"),
-    ])
+    return _notebook(
+        [
+            new_markdown_cell(
+                '# coursekit quickstart\n\nThe chapter "Techniques related to learning" as Keras components and labs. '
+                "Run the cells top to bottom: install, check the GPU, run a lab, see its figures."
+            ),
+            new_code_cell(SETUP),
+            new_code_cell(DEVICE),
+            new_markdown_cell("## The course's components are ordinary Keras objects"),
+            new_code_cell(
+                "from coursekit.layers import BatchNorm, Dropout\n"
+                "from coursekit.models import classification_loss, multilayer_net\n"
+                "from coursekit.optimizers import Adam\n\n"
+                "model = multilayer_net(784, [100] * 4, batch_norm=True, dropout_rate=0.2, weight_decay=1e-4)\n"
+                'model.compile(Adam(), classification_loss(), metrics=["accuracy"])\n'
+                "model.summary()"
+            ),
+            new_markdown_cell("## Run a lab: the optimizers' paths on f(x, y) = x²/20 + y²"),
+            new_code_cell(
+                "from coursekit.experiment import run_lab\n"
+                "from IPython.display import Image, display\n"
+                "from labs.optimizer_compare_naive import LAB\n\n"
+                'out_dir, result = run_lab(LAB, preset="full", out="results")\n'
+                "for figure in result.figures:\n"
+                "    display(Image(filename=str(figure)))\n"
+                "result.summary"
+            ),
+            new_markdown_cell(f"## Every lab has its own notebook\n\n{lines}"),
+        ]
+    )
 
 
 def _notebook(cells):
     nb = new_notebook(cells=cells)
-    nb.metadata.update({
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-        "accelerator": "GPU",
-        "colab": {"provenance": []},
-    })
+    nb.metadata.update(
+        {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+            "accelerator": "GPU",
+            "colab": {"provenance": []},
+        }
+    )
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index}"  # stable ids: regeneration is byte-for-byte repeatable
     return nb

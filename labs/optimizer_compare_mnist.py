@@ -26,7 +26,9 @@ def run(ctx):
 
     # ## One network per optimizer, identical initial weights.
     variants = [
-        Variant(name, multilayer_net(dataset.num_features, settings["hidden_sizes"], seed=ctx.seed), optimizers.get(name))
+        Variant(
+            name, multilayer_net(dataset.num_features, settings["hidden_sizes"], seed=ctx.seed), optimizers.get(name)
+        )
         for name in OPTIMIZERS
     ]
 
@@ -41,11 +43,18 @@ def run(ctx):
         verbose=ctx.verbose,
     )
 
-    figure = plot_panels([loss_panel(histories, title="optimizer comparison")], ctx.figure_path("loss.png"), show=ctx.show, panel_size=(6, 4.5))
+    figure = plot_panels(
+        [loss_panel(histories, title="optimizer comparison")],
+        ctx.figure_path("loss.png"),
+        show=ctx.show,
+        panel_size=(6, 4.5),
+    )
     return LabResult(history_rows(histories), [figure], late_mean_losses(histories))
 
 
-LAB = Lab("optimizer_compare_mnist", "SGD vs Momentum vs AdaGrad vs Adam on a 784-[100]x4-10 net, same batches", PRESETS, run)
+LAB = Lab(
+    "optimizer_compare_mnist", "SGD vs Momentum vs AdaGrad vs Adam on a 784-[100]x4-10 net, same batches", PRESETS, run
+)
 
 if __name__ == "__main__":
     sys.exit(main(LAB))

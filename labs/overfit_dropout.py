@@ -15,8 +15,22 @@ from coursekit.models import multilayer_net
 from coursekit.training import Variant
 
 PRESETS = {
-    "full": {"train_size": 300, "hidden_sizes": [100] * 6, "batch_size": 100, "epochs": 301, "learning_rate": 0.01, "dropout_rate": 0.2},
-    "smoke": {"train_size": 300, "hidden_sizes": [100] * 6, "batch_size": 100, "epochs": 151, "learning_rate": 0.01, "dropout_rate": 0.2},
+    "full": {
+        "train_size": 300,
+        "hidden_sizes": [100] * 6,
+        "batch_size": 100,
+        "epochs": 301,
+        "learning_rate": 0.01,
+        "dropout_rate": 0.2,
+    },
+    "smoke": {
+        "train_size": 300,
+        "hidden_sizes": [100] * 6,
+        "batch_size": 100,
+        "epochs": 151,
+        "learning_rate": 0.01,
+        "dropout_rate": 0.2,
+    },
 }
 
 

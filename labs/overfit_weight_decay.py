@@ -14,8 +14,22 @@ from coursekit.models import multilayer_net
 from coursekit.training import Variant
 
 PRESETS = {
-    "full": {"train_size": 300, "hidden_sizes": [100] * 6, "batch_size": 100, "epochs": 201, "learning_rate": 0.01, "weight_decay": 0.1},
-    "smoke": {"train_size": 300, "hidden_sizes": [100] * 6, "batch_size": 100, "epochs": 101, "learning_rate": 0.01, "weight_decay": 0.1},
+    "full": {
+        "train_size": 300,
+        "hidden_sizes": [100] * 6,
+        "batch_size": 100,
+        "epochs": 201,
+        "learning_rate": 0.01,
+        "weight_decay": 0.1,
+    },
+    "smoke": {
+        "train_size": 300,
+        "hidden_sizes": [100] * 6,
+        "batch_size": 100,
+        "epochs": 101,
+        "learning_rate": 0.01,
+        "weight_decay": 0.1,
+    },
 }
 
 

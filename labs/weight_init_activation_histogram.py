@@ -53,15 +53,23 @@ def run(ctx):
             for layer, a in enumerate(outputs, start=1):
                 rows.append({"variant": variant, "step": layer, "metric": "activation_mean", "value": float(a.mean())})
                 rows.append({"variant": variant, "step": layer, "metric": "activation_std", "value": float(a.std())})
-                panels.append({
-                    "title": f"{init_name}: layer {layer}",
-                    "hist": (a.ravel(), settings["bins"], value_range),
-                    "hide_ticks": layer > 1,
-                })
+                panels.append(
+                    {
+                        "title": f"{init_name}: layer {layer}",
+                        "hist": (a.ravel(), settings["bins"], value_range),
+                        "hide_ticks": layer > 1,
+                    }
+                )
             summary[f"{variant} layer-{settings['layers']} std"] = round(float(outputs[-1].std()), 4)
         figures.append(
-            plot_panels(panels, ctx.figure_path(f"histogram_{activation}.png"), ncols=settings["layers"],
-                        suptitle=f"{activation} activations per layer", panel_size=(2.6, 2.0), show=ctx.show)
+            plot_panels(
+                panels,
+                ctx.figure_path(f"histogram_{activation}.png"),
+                ncols=settings["layers"],
+                suptitle=f"{activation} activations per layer",
+                panel_size=(2.6, 2.0),
+                show=ctx.show,
+            )
         )
     return LabResult(rows, figures, summary)
 

@@ -17,8 +17,20 @@ from coursekit.training import Variant, history_rows, late_mean_losses, train_va
 
 INITIALIZERS = {"std=0.01": lambda seed: Normal(0.01, seed=seed), "Xavier": Xavier, "He": He}
 PRESETS = {
-    "full": {"hidden_sizes": [100] * 4, "batch_size": 128, "iterations": 2000, "learning_rate": 0.01, "train_size": None},
-    "smoke": {"hidden_sizes": [100] * 4, "batch_size": 128, "iterations": 400, "learning_rate": 0.01, "train_size": None},
+    "full": {
+        "hidden_sizes": [100] * 4,
+        "batch_size": 128,
+        "iterations": 2000,
+        "learning_rate": 0.01,
+        "train_size": None,
+    },
+    "smoke": {
+        "hidden_sizes": [100] * 4,
+        "batch_size": 128,
+        "iterations": 400,
+        "learning_rate": 0.01,
+        "train_size": None,
+    },
 }
 
 
@@ -30,17 +42,29 @@ def run(ctx):
     variants = [
         Variant(
             name,
-            multilayer_net(dataset.num_features, settings["hidden_sizes"], weight_init=make(seed=ctx.seed), seed=ctx.seed),
+            multilayer_net(
+                dataset.num_features, settings["hidden_sizes"], weight_init=make(seed=ctx.seed), seed=ctx.seed
+            ),
             optimizers.SGD(settings["learning_rate"]),
         )
         for name, make in INITIALIZERS.items()
     ]
     histories = train_variants(
-        variants, dataset.x_train, dataset.y_train,
-        batch_size=settings["batch_size"], iterations=settings["iterations"], seed=ctx.seed, verbose=ctx.verbose,
+        variants,
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=settings["batch_size"],
+        iterations=settings["iterations"],
+        seed=ctx.seed,
+        verbose=ctx.verbose,
     )
 
-    figure = plot_panels([loss_panel(histories, title="initial weights (ReLU)", ylim=(0, 2.5))], ctx.figure_path("loss.png"), show=ctx.show, panel_size=(6, 4.5))
+    figure = plot_panels(
+        [loss_panel(histories, title="initial weights (ReLU)", ylim=(0, 2.5))],
+        ctx.figure_path("loss.png"),
+        show=ctx.show,
+        panel_size=(6, 4.5),
+    )
     return LabResult(history_rows(histories), [figure], late_mean_losses(histories))
 
 

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import MNIST_DIR, ROOT
+
 from coursekit import reference, results
 from coursekit.experiment import main, run_lab
 from labs import NAMES
@@ -17,7 +17,9 @@ from labs import NAMES
 HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
 DATASETS = [
     "digits",
-    pytest.param(f"idx:{MNIST_DIR}", marks=pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST files absent"), id="mnist"),
+    pytest.param(
+        f"idx:{MNIST_DIR}", marks=pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST files absent"), id="mnist"
+    ),
 ]
 
 
@@ -26,7 +28,9 @@ def lab(name):
 
 
 def run(name, tmp_path, preset="smoke", dataset="digits", seed=0, overrides=None):
-    out_dir, result = run_lab(lab(name), preset=preset, dataset=dataset, out=tmp_path, seed=seed, verbose=0, overrides=overrides)
+    out_dir, result = run_lab(
+        lab(name), preset=preset, dataset=dataset, out=tmp_path, seed=seed, verbose=0, overrides=overrides
+    )
     rows = results.read_results(out_dir / "results.csv")
     config = json.loads((out_dir / "config.json").read_text())
     assert config["seed"] == seed and config["preset"] == preset
@@ -135,7 +139,9 @@ def late_gap(rows, epochs=40):
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_weight_decay_narrows_the_gap(tmp_path, dataset):
-    rows, _ = run("overfit_weight_decay", tmp_path, preset="full", dataset=dataset, overrides=OVERFIT_SUBSET.get(dataset))
+    rows, _ = run(
+        "overfit_weight_decay", tmp_path, preset="full", dataset=dataset, overrides=OVERFIT_SUBSET.get(dataset)
+    )
     gap, train = late_gap(rows), series(rows, "train_accuracy")
     assert len(train["baseline"]) == 201 and train["baseline"].max() >= 0.99  # the plain net fits its images
     assert gap["lambda=0.1"] < gap["baseline"]
@@ -188,10 +194,34 @@ def test_labs_listing_names_every_lab():
     [
         (["labs.overfit_dropout", "--dataset", "cifar"], "overfit_dropout: error: Unknown dataset 'cifar'"),
         (["labs.batch_norm_test", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
-        (["tuning", "--trials", "0"], "python -m tuning: error: argument --trials: expected a positive integer, not '0'"),
+        (
+            ["tuning", "--trials", "0"],
+            "python -m tuning: error: argument --trials: expected a positive integer, not '0'",
+        ),
     ],
 )
 def test_command_line_errors_are_exactly_one_line(tmp_path, command, message):
-    result = subprocess.run([sys.executable, "-m", *command, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", *command, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and message in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST files absent")
+def test_full_presets_reproduce_the_reference_findings(tmp_path):
+    """`pytest -m slow`: the reference scale (about 10 minutes on 2 cores with TensorFlow)."""
+    dataset = f"idx:{MNIST_DIR}"
+    rows, _ = run("optimizer_compare_mnist", tmp_path, preset="full", dataset=dataset)
+    late = {name: values[-200:].mean() for name, values in series(rows, "loss").items()}
+    assert late["SGD"] == max(late.values())
+    run("batch_norm_test", tmp_path, preset="full", dataset=dataset)
+    by_scale = collections.defaultdict(dict)
+    for row in _raw_rows(tmp_path / "batch_norm_test" / "results.csv"):
+        if row["metric"] == "train_accuracy" and row["step"] == "19":
+            by_scale[float(row["weight_scale"])][row["variant"]] = float(row["value"])
+    assert sum(s["bn"] > s["plain"] for s in by_scale.values()) >= 12  # the reference: 14 of 16
+    _, config = run("hyperparameter_optimization", tmp_path, preset="full", dataset=dataset)
+    low, high = config["summary"]["learning_rate range of trials with val_accuracy >= 0.6"]
+    assert 1e-3 < low and high <= 1e-2

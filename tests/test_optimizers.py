@@ -95,7 +95,10 @@ def test_single_step_by_hand(name):
     "ours,builtin",
     [
         (lambda: optimizers.Momentum(0.05, momentum=0.8), lambda: keras.optimizers.SGD(0.05, momentum=0.8)),
-        (lambda: optimizers.Nesterov(0.05, momentum=0.8), lambda: keras.optimizers.SGD(0.05, momentum=0.8, nesterov=True)),
+        (
+            lambda: optimizers.Nesterov(0.05, momentum=0.8),
+            lambda: keras.optimizers.SGD(0.05, momentum=0.8, nesterov=True),
+        ),
         (lambda: optimizers.SGD(0.05), lambda: keras.optimizers.SGD(0.05)),
         (lambda: optimizers.Adam(0.01), lambda: keras.optimizers.Adam(0.01)),
     ],
@@ -192,13 +195,13 @@ def test_ema():
     # keras/src/optimizers/optimizer_test.py::test_ema
     variable = keras.Variable([[3.0, 4.0], [5.0, 6.0]])
     grads = ops.convert_to_tensor([[1.0, 1.0], [1.0, 1.0]])
-    optimizer = optimizers.SGD(
-        learning_rate=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3
-    )
+    optimizer = optimizers.SGD(learning_rate=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3)
     optimizer.apply_gradients([(grads, variable)])
     np.testing.assert_allclose(variable.numpy(), [[2.0, 3.0], [4.0, 5.0]])
     optimizer.apply_gradients([(grads, variable)])
-    np.testing.assert_allclose(optimizer._model_variables_moving_average[0].numpy(), [[1.9, 2.9], [3.9, 4.9]], rtol=1e-6)
+    np.testing.assert_allclose(
+        optimizer._model_variables_moving_average[0].numpy(), [[1.9, 2.9], [3.9, 4.9]], rtol=1e-6
+    )
     optimizer.apply_gradients([(grads, variable)])
     np.testing.assert_allclose(variable.numpy(), [[1.71, 2.71], [3.71, 4.71]], rtol=1e-6)
 
@@ -317,6 +320,8 @@ def test_distributed_training_matches_single_device(backend, tmp_path):
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
-    result = subprocess.run([sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert result.stdout.count("ok ") == len(optimizers.ALL)

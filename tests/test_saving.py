@@ -6,18 +6,19 @@ import textwrap
 
 import keras
 import numpy as np
+from conftest import ROOT
 
 import coursekit  # noqa: F401  (registers the components)
 from coursekit import optimizers
 from coursekit.models import classification_loss, multilayer_net
 
-from conftest import ROOT
-
 
 def build_and_fit(path, rng, optimizer):
     x = rng.normal(size=(64, 12)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
-    model = multilayer_net(12, [16, 16], 2, batch_norm=True, dropout_rate=0.2, weight_decay=1e-3, weight_init="xavier", seed=3)
+    model = multilayer_net(
+        12, [16, 16], 2, batch_norm=True, dropout_rate=0.2, weight_decay=1e-3, weight_init="xavier", seed=3
+    )
     model.compile(optimizer, classification_loss())
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)
     model.save(path)
@@ -49,7 +50,9 @@ def test_save_load_in_fresh_process_predict_and_keep_training(tmp_path, rng):
     build_and_fit(path, rng, optimizers.Adam(0.01))
     script = tmp_path / "load.py"
     script.write_text(LOAD_SCRIPT)
-    result = subprocess.run([sys.executable, str(script), str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert lines["optimizer"] == "Adam 8"  # 2 epochs x 4 batches, restored

@@ -50,7 +50,9 @@ def make_variants(seed=1):
 
 def test_fused_engine_equals_one_train_on_batch_per_variant(digits):
     kwargs = dict(batch_size=32, epochs=3, eval_sets={"test_accuracy": (digits.x_test, digits.y_test)}, verbose=0)
-    fused = train_variants(make_variants(), digits.x_train, digits.y_train, engine="fused", steps_per_execution=4, **kwargs)
+    fused = train_variants(
+        make_variants(), digits.x_train, digits.y_train, engine="fused", steps_per_execution=4, **kwargs
+    )
     keras.backend.clear_session()
     plain = train_variants(make_variants(), digits.x_train, digits.y_train, engine="per_variant", **kwargs)
     for name in fused:
@@ -66,8 +68,13 @@ def test_training_learns_and_writes_state_back(digits):
         for name, optimizer in (("SGD", optimizers.SGD(0.1)), ("Adam", optimizers.Adam(0.01)))
     ]
     history = train_variants(
-        variants, digits.x_train, digits.y_train, batch_size=50, iterations=150,
-        eval_sets={"train_accuracy": (digits.x_train, digits.y_train)}, verbose=0,
+        variants,
+        digits.x_train,
+        digits.y_train,
+        batch_size=50,
+        iterations=150,
+        eval_sets={"train_accuracy": (digits.x_train, digits.y_train)},
+        verbose=0,
     )
     adam = history["Adam"]
     assert adam.losses[-1] < adam.losses[0]
@@ -80,7 +87,9 @@ def test_training_learns_and_writes_state_back(digits):
 
 def test_divergence_is_recorded_and_other_variants_go_on(digits):
     variants = [
-        Variant("exploding", multilayer_net(64, [20, 20], weight_init=1e19, seed=0), optimizers.SGD(0.1)),  # logits overflow float32
+        Variant(
+            "exploding", multilayer_net(64, [20, 20], weight_init=1e19, seed=0), optimizers.SGD(0.1)
+        ),  # logits overflow float32
         Variant("fine", multilayer_net(64, [20], seed=0), optimizers.SGD(0.1)),
     ]
     with pytest.warns(UserWarning, match="'exploding' diverged"):
@@ -88,7 +97,12 @@ def test_divergence_is_recorded_and_other_variants_go_on(digits):
     assert history["exploding"].diverged_at is not None
     assert history["fine"].diverged_at is None and np.isfinite(history["fine"].losses).all()
     rows = history["exploding"].rows()
-    assert {"variant": "exploding", "step": history["exploding"].diverged_at, "metric": "diverged", "value": 1.0} in rows
+    assert {
+        "variant": "exploding",
+        "step": history["exploding"].diverged_at,
+        "metric": "diverged",
+        "value": 1.0,
+    } in rows
 
 
 def test_bad_inputs(digits):

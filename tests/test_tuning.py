@@ -12,9 +12,9 @@ import time
 import keras_tuner
 import numpy as np
 import pytest
+from conftest import ROOT
 from keras_tuner.src.engine.trial import TrialStatus
 
-from conftest import ROOT
 from tuning import SearchSettings, run_search
 from tuning.__main__ import main as tuning_main
 from tuning.oracles import NarrowingOracle
@@ -26,7 +26,9 @@ def make_oracle(tmp_path, **kwargs):
     hp = keras_tuner.HyperParameters()
     hp.Float("learning_rate", 1e-6, 1e-2, sampling="log")
     hp.Choice("optimizer", ["SGD", "Adam"])
-    oracle = NarrowingOracle(objective=keras_tuner.Objective("val_accuracy", "max"), hyperparameters=hp, seed=1, **kwargs)
+    oracle = NarrowingOracle(
+        objective=keras_tuner.Objective("val_accuracy", "max"), hyperparameters=hp, seed=1, **kwargs
+    )
     oracle._set_project_dir(str(tmp_path), "oracle")
     return oracle
 
@@ -112,7 +114,14 @@ def test_search_report(tmp_path):
     summary, tuner = run_search(SearchSettings(oracle="narrowing", rounds=2, **SMOKE), tmp_path, verbose=0)
     trials = read_csv(tmp_path / "trials.csv")
     assert [t["round"] for t in trials] == ["0", "0", "1", "1"]
-    assert {"learning_rate", "weight_decay", "final_val_accuracy", "best_val_accuracy", "final_train_accuracy", "duration_s"} <= set(trials[0])
+    assert {
+        "learning_rate",
+        "weight_decay",
+        "final_val_accuracy",
+        "best_val_accuracy",
+        "final_train_accuracy",
+        "duration_s",
+    } <= set(trials[0])
     curves = read_csv(tmp_path / "results.csv")
     assert len(curves) == 4 * 2 * 2  # trials x epochs x {val, train}
     best = json.loads((tmp_path / "best_hyperparameters.json").read_text())
@@ -128,8 +137,25 @@ def test_mixed_precision_applies_inside_every_trial(tmp_path):
 
 
 def tuning_command(out, trials=4, epochs=3, quiet=True):
-    command = [sys.executable, "-m", "tuning", "--preset", "smoke", "--dataset", "digits", "--out", str(out),
-               "--trials", str(trials), "--epochs", str(epochs), "--rounds", "2", "--train-size", "200"]
+    command = [
+        sys.executable,
+        "-m",
+        "tuning",
+        "--preset",
+        "smoke",
+        "--dataset",
+        "digits",
+        "--out",
+        str(out),
+        "--trials",
+        str(trials),
+        "--epochs",
+        str(epochs),
+        "--rounds",
+        "2",
+        "--train-size",
+        "200",
+    ]
     return command + (["--quiet"] if quiet else [])
 
 
@@ -149,7 +175,9 @@ def test_sigkill_then_rerun_resumes_without_repeating_finished_trials(tmp_path):
     state = json.loads(oracle_file.read_text())
     finished = list(state["end_order"])
     assert 2 <= len(finished) < 4, "the search ended before it could be killed"
-    before = {t: json.loads((tmp_path / "keras_tuner" / "search" / f"trial_{t}" / "trial.json").read_text()) for t in finished}
+    before = {
+        t: json.loads((tmp_path / "keras_tuner" / "search" / f"trial_{t}" / "trial.json").read_text()) for t in finished
+    }
 
     result = subprocess.run(tuning_command(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -159,7 +187,10 @@ def test_sigkill_then_rerun_resumes_without_repeating_finished_trials(tmp_path):
         assert float(trials[trial_id]["learning_rate"]) == saved["hyperparameters"]["values"]["learning_rate"]
         observations = saved["metrics"]["metrics"]["val_accuracy"]["observations"]
         assert float(trials[trial_id]["final_val_accuracy"]) == observations[-1]["value"][0]
-        assert float(trials[trial_id]["duration_s"]) == saved["metrics"]["metrics"]["duration_s"]["observations"][-1]["value"][0]
+        assert (
+            float(trials[trial_id]["duration_s"])
+            == saved["metrics"]["metrics"]["duration_s"]["observations"][-1]["value"][0]
+        )
 
 
 def free_port():
@@ -171,9 +202,23 @@ def free_port():
 def test_chief_and_two_workers_on_localhost(tmp_path):
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
     command = tuning_command(tmp_path, trials=6, epochs=2, quiet=False)
-    chief = subprocess.Popen(command, cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": "chief"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    chief = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**env, "KERASTUNER_TUNER_ID": "chief"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     workers = [
-        subprocess.Popen(command, cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**env, "KERASTUNER_TUNER_ID": f"tuner{i}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(2)
     ]
     try:

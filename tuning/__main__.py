@@ -5,7 +5,6 @@ Examples:
     python -m tuning --oracle narrowing --trials 100      # the full search (resumes if re-run)
 """
 
-import argparse
 import importlib.util
 import os
 import sys
@@ -39,7 +38,9 @@ def _names(text):
 
 
 def parse_args(argv=None):
-    parser = OneLineParser(prog="python -m tuning", description="Hyperparameter search on the validation split (keras-tuner).")
+    parser = OneLineParser(
+        prog="python -m tuning", description="Hyperparameter search on the validation split (keras-tuner)."
+    )
     parser.add_argument("--preset", choices=list(PRESETS), default="full")
     parser.add_argument("--dataset", default="auto", help=f"one of {', '.join(DATASET_NAMES)}")
     parser.add_argument("--out", default="results/tuning", help="output folder (report + keras_tuner/ state)")
@@ -52,7 +53,9 @@ def parse_args(argv=None):
     parser.add_argument("--margin", type=float, default=0.1, help="narrowing: widening, fraction of the round's range")
     parser.add_argument("--train-size", type=positive_int, default=500)
     parser.add_argument("--batch-size", type=positive_int, default=100)
-    parser.add_argument("--optimizers", type=_names, default=("SGD",), help="comma list, e.g. SGD,Momentum,Adam (more than one: tuned)")
+    parser.add_argument(
+        "--optimizers", type=_names, default=("SGD",), help="comma list, e.g. SGD,Momentum,Adam (more than one: tuned)"
+    )
     parser.add_argument("--initializers", type=_names, default=("he",), help="comma list, e.g. he,xavier")
     parser.add_argument("--batch-norm", choices=BATCH_NORM, default="off")
     parser.add_argument("--max-dropout", type=float, default=0.0, help="tune a dropout rate in [0, this)")
@@ -91,7 +94,9 @@ def main(argv=None):
 
     try:
         settings = settings_from_args(args).validate()
-        summary, _ = run_search(settings, args.out, overwrite=args.overwrite, verbose=0 if args.quiet else 1, show=args.show)
+        summary, _ = run_search(
+            settings, args.out, overwrite=args.overwrite, verbose=0 if args.quiet else 1, show=args.show
+        )
     except (ValueError, DatasetUnavailable, OSError) as error:
         print(f"tuning: error: {error}", file=sys.stderr)
         return 2

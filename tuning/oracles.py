@@ -131,7 +131,11 @@ class NarrowingOracle(CourseOracleMixin, keras_tuner.Oracle):
             return {hp.name: [0.0, 1.0] for hp in numeric}
         previous = self.round_bounds[round_index - 1]
         ranked = sorted(
-            (self.trials[t] for t, r in self.trial_rounds.items() if r == round_index - 1 and self.trials[t].status == TrialStatus.COMPLETED),
+            (
+                self.trials[t]
+                for t, r in self.trial_rounds.items()
+                if r == round_index - 1 and self.trials[t].status == TrialStatus.COMPLETED
+            ),
             key=lambda trial: trial.score,
             reverse=self.objective.direction == "max",
         )[: self.keep]
@@ -140,7 +144,11 @@ class NarrowingOracle(CourseOracleMixin, keras_tuner.Oracle):
         bounds = {}
         for hp in numeric:
             low, high = previous[hp.name]
-            probs = [hp.value_to_prob(t.hyperparameters.values[hp.name]) for t in ranked if hp.name in t.hyperparameters.values]
+            probs = [
+                hp.value_to_prob(t.hyperparameters.values[hp.name])
+                for t in ranked
+                if hp.name in t.hyperparameters.values
+            ]
             if not probs:
                 bounds[hp.name] = [low, high]
                 continue

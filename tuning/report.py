@@ -10,8 +10,16 @@ from coursekit import results
 from coursekit.plots import Line, plot_panels
 
 TRIAL_COLUMNS = (
-    "trial_id", "round", "status", "final_val_accuracy", "best_val_accuracy", "final_train_accuracy",
-    "epochs", "duration_s", "rss_mb", "compute_bits",
+    "trial_id",
+    "round",
+    "status",
+    "final_val_accuracy",
+    "best_val_accuracy",
+    "final_train_accuracy",
+    "epochs",
+    "duration_s",
+    "rss_mb",
+    "compute_bits",
 )
 
 
@@ -57,13 +65,20 @@ def curve_rows(oracle):
     for trial_id in sorted(oracle.trials):
         trial = oracle.trials[trial_id]
         for metric in ("val_accuracy", "train_accuracy"):
-            rows += [{"variant": trial_id, "step": step, "metric": metric, "value": value} for step, value in _history(trial, metric)]
+            rows += [
+                {"variant": trial_id, "step": step, "metric": metric, "value": value}
+                for step, value in _history(trial, metric)
+            ]
     return rows
 
 
 def best_trials_figure(oracle, table, path, *, top=20, ncols=5, show=False):
     """The reference's grid: the `top` best trials, validation solid, train dashed."""
-    completed = [row for row in table if row["status"] == trial_module.TrialStatus.COMPLETED and not math.isnan(row["final_val_accuracy"])]
+    completed = [
+        row
+        for row in table
+        if row["status"] == trial_module.TrialStatus.COMPLETED and not math.isnan(row["final_val_accuracy"])
+    ]
     ranked = sorted(completed, key=lambda row: row["final_val_accuracy"], reverse=True)[:top]
     panels = []
     for rank, row in enumerate(ranked, start=1):
@@ -76,7 +91,9 @@ def best_trials_figure(oracle, table, path, *, top=20, ncols=5, show=False):
                 lines.append(Line(steps, values, style=style, color="C0"))
         title = f"Best-{rank} (val acc:{row['final_val_accuracy']:.3f})"
         subtitle = f"lr:{row.get('learning_rate', float('nan')):.2g}, wd:{row.get('weight_decay', float('nan')):.2g}"
-        panels.append({"title": f"{title}\n{subtitle}", "lines": lines, "ylim": (0, 1.0), "hide_ticks": rank % ncols != 1})
+        panels.append(
+            {"title": f"{title}\n{subtitle}", "lines": lines, "ylim": (0, 1.0), "hide_ticks": rank % ncols != 1}
+        )
     if not panels:
         return None
     return plot_panels(panels, path, ncols=ncols, show=show, panel_size=(2.8, 2.3), legend_panel=None)

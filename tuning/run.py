@@ -28,11 +28,18 @@ def run_search(settings, out_dir, *, overwrite=False, verbose=1, show=False):
     clock = time.perf_counter()
     runtime.seed_everything(settings.seed)
     dataset = data.load_dataset(
-        settings.dataset, train_size=settings.train_size, validation_fraction=settings.validation_fraction, seed=settings.seed
+        settings.dataset,
+        train_size=settings.train_size,
+        validation_fraction=settings.validation_fraction,
+        seed=settings.seed,
     )
     tuner = CourseTuner(
-        settings, dataset, log_trials=verbose > 0 and dist_utils.has_chief_oracle(),
-        directory=str(out_dir / "keras_tuner"), project_name=PROJECT, overwrite=overwrite,
+        settings,
+        dataset,
+        log_trials=verbose > 0 and dist_utils.has_chief_oracle(),
+        directory=str(out_dir / "keras_tuner"),
+        project_name=PROJECT,
+        overwrite=overwrite,
     )
     tuner.search(verbose=verbose)
     if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():

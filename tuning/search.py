@@ -66,7 +66,10 @@ class SearchSettings:
             raise ValueError(f"Unknown oracle {self.oracle!r}; valid: {', '.join(ORACLES)}")
         if self.batch_norm not in BATCH_NORM:
             raise ValueError(f"batch_norm must be one of {', '.join(BATCH_NORM)}; received {self.batch_norm!r}")
-        for name, (low, high) in (("learning_rate_range", self.learning_rate_range), ("weight_decay_range", self.weight_decay_range)):
+        for name, (low, high) in (
+            ("learning_rate_range", self.learning_rate_range),
+            ("weight_decay_range", self.weight_decay_range),
+        ):
             if not 0 < low < high:
                 raise ValueError(f"{name} must satisfy 0 < low < high; received {name}={(low, high)}")
         for name in self.optimizers:
@@ -87,8 +90,13 @@ def build_model(hp, settings, input_size, num_classes):
     batch_norm = hp.Boolean("batch_norm") if settings.batch_norm == "tune" else settings.batch_norm == "on"
     dropout = hp.Float("dropout", 0.0, settings.max_dropout) if settings.max_dropout > 0 else 0.0
     model = multilayer_net(
-        input_size, settings.hidden_sizes, num_classes, weight_init=weight_init, batch_norm=batch_norm,
-        dropout_rate=dropout, weight_decay=weight_decay,
+        input_size,
+        settings.hidden_sizes,
+        num_classes,
+        weight_init=weight_init,
+        batch_norm=batch_norm,
+        dropout_rate=dropout,
+        weight_decay=weight_decay,
     )
     model.compile(optimizers.get(optimizer, learning_rate=learning_rate), classification_loss(), metrics=["accuracy"])
     return model
@@ -120,8 +128,13 @@ class CourseTuner(keras_tuner.Tuner):
         self.settings, self.dataset, self.log_trials = settings, dataset, log_trials
         super().__init__(
             oracle=make_oracle(
-                settings.oracle, max_trials=settings.trials, seed=settings.seed, epochs=settings.epochs,
-                rounds=settings.rounds, keep=settings.keep, margin=settings.margin,
+                settings.oracle,
+                max_trials=settings.trials,
+                seed=settings.seed,
+                epochs=settings.epochs,
+                rounds=settings.rounds,
+                keep=settings.keep,
+                margin=settings.margin,
             ),
             hypermodel=lambda hp: build_model(hp, settings, dataset.num_features, dataset.num_classes),
             **kwargs,
@@ -146,8 +159,12 @@ class CourseTuner(keras_tuner.Tuner):
         """
         data, settings = self.dataset, self.settings
         if keras.backend.backend() != "tensorflow":
-            return {"x": data.x_train, "y": data.y_train, "batch_size": settings.batch_size,
-                    "validation_data": (data.x_val, data.y_val)}
+            return {
+                "x": data.x_train,
+                "y": data.y_train,
+                "batch_size": settings.batch_size,
+                "validation_data": (data.x_val, data.y_val),
+            }
         if getattr(self, "_tf_datasets", None) is None:
             import tensorflow as tf
 
@@ -172,7 +189,10 @@ class CourseTuner(keras_tuner.Tuner):
                 metrics.update(extra)
             self.oracle.update_trial(trial.trial_id, metrics, step=epoch)
         if self.log_trials:
-            print(f"{self.tuner_id}: trial {trial.trial_id} val_accuracy={val[-1]:.4f} ({extra['duration_s']:.1f} s)", flush=True)
+            print(
+                f"{self.tuner_id}: trial {trial.trial_id} val_accuracy={val[-1]:.4f} ({extra['duration_s']:.1f} s)",
+                flush=True,
+            )
         return {"val_accuracy": val[-1]}
 
     def search(self, *args, **kwargs):

@@ -21,7 +21,8 @@ def main(argv=None):
         names = make_student_package(args.folder)
         print(f"wrote {args.folder}/coursekit/ with {len(names)} exercises: {', '.join(names)}")
         return 0
-    from coursekit.assignments.grader import format_report, grade as run_grade, write_report
+    from coursekit.assignments.grader import format_report, write_report
+    from coursekit.assignments.grader import grade as run_grade
 
     try:
         report = run_grade(args.folder, args.exercise)

@@ -20,20 +20,37 @@ def grade_exercise(folder, name):
     try:
         done = subprocess.run(
             [sys.executable, "-m", "coursekit.assignments.checks", name],
-            env=env, capture_output=True, text=True, timeout=EXERCISE_SECONDS,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=EXERCISE_SECONDS,
         )
         lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
         if lines:
-            checks = json.loads(lines[-1][len(RESULT_PREFIX):])["checks"]
+            checks = json.loads(lines[-1][len(RESULT_PREFIX) :])["checks"]
         else:
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            checks = [{"check": "run", "passed": False, "error": None, "message": f"the checks crashed: {tail}", "hint": None}]
+            checks = [
+                {"check": "run", "passed": False, "error": None, "message": f"the checks crashed: {tail}", "hint": None}
+            ]
     except subprocess.TimeoutExpired:
-        checks = [{"check": "run", "passed": False, "error": None,
-                   "message": f"timed out after {EXERCISE_SECONDS} s (an endless loop?)", "hint": None}]
+        checks = [
+            {
+                "check": "run",
+                "passed": False,
+                "error": None,
+                "message": f"timed out after {EXERCISE_SECONDS} s (an endless loop?)",
+                "hint": None,
+            }
+        ]
     passed = all(c["passed"] for c in checks)
-    return {"exercise": name, "file": f"coursekit/{EXERCISES[name][0]}", "score": POINTS if passed else 0,
-            "max_score": POINTS, "checks": checks}
+    return {
+        "exercise": name,
+        "file": f"coursekit/{EXERCISES[name][0]}",
+        "score": POINTS if passed else 0,
+        "max_score": POINTS,
+        "checks": checks,
+    }
 
 
 def grade(folder, exercises=None, workers=2):
@@ -63,7 +80,9 @@ def format_report(report):
         worst = f"{max(errors):.2e}" if errors else "-"
         failed = [c for c in result["checks"] if not c["passed"]]
         status = "all checks pass" if not failed else f"{failed[0]['check']}: {failed[0]['message']}"
-        lines.append(f"{result['exercise']:14s} {result['score']:>3d}/{result['max_score']:<3d}  {worst:>16s}  {status}")
+        lines.append(
+            f"{result['exercise']:14s} {result['score']:>3d}/{result['max_score']:<3d}  {worst:>16s}  {status}"
+        )
         for check in failed:
             if check.get("hint"):
                 lines.append(f"{'':14s} hint: {check['hint']}")
