@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
-if [ $# -eq 0 ]; then set -- all; fi
+if [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then set -- all "$@"; fi  # no lab named: all of them
 exec .venv/bin/python -m labs "$@"

@@ -45,9 +45,9 @@ class OpByOpBatchNorm(layers.BatchNorm):
     def call(self, inputs, training=None):
         if not training:
             return super().call(inputs, training=training)
-        mean = keras.ops.mean(inputs, axis=0)
+        mean = keras.ops.mean(inputs, axis=self._reduction_axes)
         centered = inputs - mean
-        variance = keras.ops.mean(keras.ops.square(centered), axis=0)
+        variance = keras.ops.mean(keras.ops.square(centered), axis=self._reduction_axes)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1 - self.momentum))
         return self.gamma * centered / keras.ops.sqrt(variance + self.epsilon) + self.beta

@@ -29,11 +29,11 @@ class BatchNorm(keras.layers.Layer):
     in float32 and the output is cast back to the compute dtype.
 
     Implementation note: the math goes through `ops.moments` and
-    `ops.batch_normalization`, which compute exactly the formulas above. On
-    TensorFlow they fold the normalisation into one multiply-add on the full
-    tensor (`x * s + (beta - mu * s)`, `s = gamma / sqrt(var + epsilon)`) and
-    stop the gradient through `mu` inside the variance (it is zero anyway);
-    written op by op, the same formulas cost about 1.7x the time per step.
+    `ops.batch_normalization`, which compute exactly the formulas above with the
+    kernels Keras' own layer uses. On TensorFlow they fold the normalisation into one
+    multiply-add over the tensor (`x * s + (beta - mu * s)`, `s = gamma / sqrt(var +
+    epsilon)`); written op by op, the same formulas took 1.34x the time of Keras' layer
+    on a (128, 16, 16, 32) input (`benchmarks/batchnorm.py`).
 
     Args:
         axis: Integer, the features (channels) axis. Defaults to `-1`.
