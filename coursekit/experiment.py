@@ -207,3 +207,27 @@ def overfitting_comparison(ctx, dataset, variants, *, title):
         train, test = history.final("train_accuracy"), history.final("test_accuracy")
         summary[f"{name} final train/test/gap"] = [round(train, 4), round(test, 4), round(train - test, 4)]
     return LabResult(history_rows(histories, record_loss=False), [figure], summary)
+
+
+def loss_comparison(ctx, dataset, variants, *, title, ylim=(0, 1)):
+    """Train `variants` side by side for `iterations`, recording the loss of every update.
+
+    The shared body of the loss-curve labs: returns a `LabResult` with the smoothed loss
+    figure and each variant's mean loss over the last 10% of iterations.
+    """
+    from coursekit.plots import loss_panel, plot_panels
+    from coursekit.training import history_rows, late_mean_losses, train_variants
+
+    settings = ctx.settings
+    histories = train_variants(
+        variants,
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=settings["batch_size"],
+        iterations=settings["iterations"],
+        seed=ctx.seed,
+        verbose=ctx.verbose,
+    )
+    panel = loss_panel(histories, title=title, ylim=ylim)
+    figure = plot_panels([panel], ctx.figure_path("loss.png"), show=ctx.show, panel_size=(6, 4.5))
+    return LabResult(history_rows(histories), [figure], late_mean_losses(histories))

@@ -8,10 +8,9 @@ optimizer at its default learning rate, see the same minibatches of 128 for
 import sys
 
 from coursekit import optimizers
-from coursekit.experiment import Lab, LabResult, main
+from coursekit.experiment import Lab, loss_comparison, main
 from coursekit.models import multilayer_net
-from coursekit.plots import loss_panel, plot_panels
-from coursekit.training import Variant, history_rows, late_mean_losses, train_variants
+from coursekit.training import Variant
 
 OPTIMIZERS = ("SGD", "Momentum", "AdaGrad", "Adam")
 PRESETS = {
@@ -32,24 +31,8 @@ def run(ctx):
         for name in OPTIMIZERS
     ]
 
-    # ## Train side by side on the same minibatches.
-    histories = train_variants(
-        variants,
-        dataset.x_train,
-        dataset.y_train,
-        batch_size=settings["batch_size"],
-        iterations=settings["iterations"],
-        seed=ctx.seed,
-        verbose=ctx.verbose,
-    )
-
-    figure = plot_panels(
-        [loss_panel(histories, title="optimizer comparison")],
-        ctx.figure_path("loss.png"),
-        show=ctx.show,
-        panel_size=(6, 4.5),
-    )
-    return LabResult(history_rows(histories), [figure], late_mean_losses(histories))
+    # ## Train side by side on the same minibatches; plot the smoothed losses.
+    return loss_comparison(ctx, dataset, variants, title="optimizer comparison")
 
 
 LAB = Lab(

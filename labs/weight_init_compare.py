@@ -9,11 +9,10 @@ ln(10) = 2.30; He, made for ReLU, learns fastest.
 import sys
 
 from coursekit import optimizers
-from coursekit.experiment import Lab, LabResult, main
+from coursekit.experiment import Lab, loss_comparison, main
 from coursekit.initializers import He, Normal, Xavier
 from coursekit.models import multilayer_net
-from coursekit.plots import loss_panel, plot_panels
-from coursekit.training import Variant, history_rows, late_mean_losses, train_variants
+from coursekit.training import Variant
 
 INITIALIZERS = {"std=0.01": lambda seed: Normal(0.01, seed=seed), "Xavier": Xavier, "He": He}
 PRESETS = {
@@ -49,23 +48,9 @@ def run(ctx):
         )
         for name, make in INITIALIZERS.items()
     ]
-    histories = train_variants(
-        variants,
-        dataset.x_train,
-        dataset.y_train,
-        batch_size=settings["batch_size"],
-        iterations=settings["iterations"],
-        seed=ctx.seed,
-        verbose=ctx.verbose,
-    )
 
-    figure = plot_panels(
-        [loss_panel(histories, title="initial weights (ReLU)", ylim=(0, 2.5))],
-        ctx.figure_path("loss.png"),
-        show=ctx.show,
-        panel_size=(6, 4.5),
-    )
-    return LabResult(history_rows(histories), [figure], late_mean_losses(histories))
+    # ## Train side by side on the same minibatches; plot the smoothed losses.
+    return loss_comparison(ctx, dataset, variants, title="initial weights (ReLU)", ylim=(0, 2.5))
 
 
 LAB = Lab("weight_init_compare", "std 0.01 vs Xavier vs He initial weights on a ReLU 784-[100]x4-10 net", PRESETS, run)
