@@ -18,6 +18,8 @@ import warnings
 import keras
 
 from coursekit import data, results, runtime
+from coursekit.plots import accuracy_panel, loss_panel, plot_panels
+from coursekit.training import history_rows, late_mean_losses, train_variants
 
 PRESETS = ("full", "smoke")
 
@@ -60,6 +62,21 @@ class Context:
         dataset = data.load_dataset(self.dataset_name, seed=self.seed, **kwargs)
         self.dataset_summary = dataset.summary()
         return dataset
+
+    def train(self, variants, dataset, **schedule):
+        """`train_variants` on the dataset's training split with the lab's batch size, seed and verbosity.
+
+        `schedule`: `iterations=` or `epochs=`, and optionally `eval_sets=`.
+        """
+        return train_variants(
+            variants,
+            dataset.x_train,
+            dataset.y_train,
+            batch_size=self.settings["batch_size"],
+            seed=self.seed,
+            verbose=self.verbose,
+            **schedule,
+        )
 
     def figure_path(self, name):
         return self.out_dir / name
@@ -182,18 +199,10 @@ def overfitting_comparison(ctx, dataset, variants, *, title):
     accuracy figure (train solid, test dashed) and each variant's final train
     accuracy, test accuracy and their gap.
     """
-    from coursekit.plots import accuracy_panel, plot_panels
-    from coursekit.training import history_rows, train_variants
-
-    settings = ctx.settings
-    histories = train_variants(
+    histories = ctx.train(
         variants,
-        dataset.x_train,
-        dataset.y_train,
-        batch_size=settings["batch_size"],
-        epochs=settings["epochs"],
-        seed=ctx.seed,
-        verbose=ctx.verbose,
+        dataset,
+        epochs=ctx.settings["epochs"],
         eval_sets={
             "train_accuracy": (dataset.x_train, dataset.y_train),
             "test_accuracy": (dataset.x_test, dataset.y_test),
@@ -215,19 +224,7 @@ def loss_comparison(ctx, dataset, variants, *, title, ylim=(0, 1)):
     The shared body of the loss-curve labs: returns a `LabResult` with the smoothed loss
     figure and each variant's mean loss over the last 10% of iterations.
     """
-    from coursekit.plots import loss_panel, plot_panels
-    from coursekit.training import history_rows, late_mean_losses, train_variants
-
-    settings = ctx.settings
-    histories = train_variants(
-        variants,
-        dataset.x_train,
-        dataset.y_train,
-        batch_size=settings["batch_size"],
-        iterations=settings["iterations"],
-        seed=ctx.seed,
-        verbose=ctx.verbose,
-    )
+    histories = ctx.train(variants, dataset, iterations=ctx.settings["iterations"])
     panel = loss_panel(histories, title=title, ylim=ylim)
     figure = plot_panels([panel], ctx.figure_path("loss.png"), show=ctx.show, panel_size=(6, 4.5))
     return LabResult(history_rows(histories), [figure], late_mean_losses(histories))

@@ -16,7 +16,7 @@ from coursekit.experiment import Lab, LabResult, main
 from coursekit.initializers import Normal
 from coursekit.models import multilayer_net
 from coursekit.plots import Line, plot_panels
-from coursekit.training import Variant, history_rows, train_variants
+from coursekit.training import Variant, history_rows
 
 PRESETS = {
     "full": {
@@ -63,15 +63,8 @@ def run(ctx):
     ]
 
     # ## All 2 x 16 networks train side by side on the same minibatches.
-    histories = train_variants(
-        variants,
-        dataset.x_train,
-        dataset.y_train,
-        batch_size=settings["batch_size"],
-        epochs=settings["epochs"],
-        seed=ctx.seed,
-        verbose=ctx.verbose,
-        eval_sets={"train_accuracy": (dataset.x_train, dataset.y_train)},
+    histories = ctx.train(
+        variants, dataset, epochs=settings["epochs"], eval_sets={"train_accuracy": (dataset.x_train, dataset.y_train)}
     )
 
     # ## Figure: a 4x4 grid, BatchNorm solid, without it dashed.
