@@ -31,6 +31,22 @@ class _CourseOptimizer(keras.optimizers.Optimizer):
         """The state variable in `slots` that belongs to `variable`."""
         return slots[self._get_variable_index(variable)]
 
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        """TensorFlow only: sum the gradients over replicas, skipped when there is one.
+
+        Keras' TensorFlow optimizer calls `ReplicaContext.all_reduce` in every traced
+        training step, also with a single replica, where the sum is the identity. Each
+        such call registers a custom gradient in TensorFlow's process-wide gradient
+        registry, which keeps the traced graph alive for good: about 1.8 MiB per
+        trained model, so a 100-trial search grew by hundreds of MiB.
+        """
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            return super()._all_reduce_sum_gradients(grads_and_vars)
+        return list(grads_and_vars)
+
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SGD(_CourseOptimizer):

@@ -262,6 +262,28 @@ def test_sparse_indexed_slices_gradient_equals_dense(name):
     assert not np.allclose(var_sparse.numpy(), 1.0)
 
 
+@requires_tensorflow
+def test_training_leaves_no_graph_behind_in_tensorflows_gradient_registry(rng):
+    """Each fit of Keras' own SGD leaves a custom gradient (and its traced graph) registered for good."""
+    from tensorflow.python.framework import ops as tf_ops
+
+    registry = tf_ops._gradient_registry._registry
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+
+    def registered_by_fit(optimizer):
+        before = len(registry)
+        keras.backend.clear_session()
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+        model.compile(optimizer, "mse")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        return len(registry) - before
+
+    assert registered_by_fit(keras.optimizers.SGD()) > 0  # the leak this test would see
+    for name, make in optimizers.ALL.items():
+        assert registered_by_fit(make()) == 0, name
+
+
 DISTRIBUTED_SCRIPT = textwrap.dedent(
     """
     import os, sys

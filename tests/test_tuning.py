@@ -1,5 +1,6 @@
 """The keras-tuner search: narrowing oracle, report, resume after SIGKILL, chief + workers, mixed precision."""
 
+import copy
 import csv
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 from conftest import ROOT
 from keras_tuner.src.engine.trial import TrialStatus
 
+from coursekit.results import write_json
 from tuning import SearchSettings, run_search
 from tuning.__main__ import main as tuning_main
 from tuning.oracles import NarrowingOracle
@@ -75,6 +77,26 @@ def test_round_state_survives_save_and_reload(tmp_path):
     assert reloaded.round_bounds == oracle.round_bounds and reloaded.trial_rounds == oracle.trial_rounds
     trial = reloaded.create_trial("tuner0")
     assert reloaded.trial_rounds[trial.trial_id] == 1
+
+
+@pytest.mark.parametrize("killed", ["before the pop", "before oracle.json"])
+def test_a_trial_ended_just_before_a_kill_is_not_run_again(tmp_path, killed):
+    oracle = make_oracle(tmp_path, max_trials=4, rounds=2)
+    first = oracle.create_trial("tuner0")
+    finish(oracle, first)
+    second = oracle.create_trial("tuner0")
+    state_before_end = copy.deepcopy(oracle.get_state())
+    finish(oracle, second)  # end_trial writes trial.json, then oracle.json, then pops the ongoing trial
+    if killed == "before the pop":
+        oracle.ongoing_trials["tuner0"] = second
+        oracle.save()
+    else:  # the new trial.json, the old oracle.json
+        write_json(oracle._get_oracle_fname(), state_before_end)
+    reloaded = make_oracle(tmp_path, max_trials=4, rounds=2)
+    reloaded.reload()
+    assert reloaded.end_order == [first.trial_id, second.trial_id]
+    assert reloaded.ongoing_trials == {} and reloaded._retry_queue == []
+    assert reloaded.create_trial("tuner0").trial_id not in (first.trial_id, second.trial_id)
 
 
 def test_bad_oracle_arguments():
@@ -202,14 +224,8 @@ def free_port():
 def test_chief_and_two_workers_on_localhost(tmp_path):
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
     command = tuning_command(tmp_path, trials=6, epochs=2, quiet=False)
-    chief = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**env, "KERASTUNER_TUNER_ID": "chief"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Workers first: they wait for the chief's oracle (gRPC wait_for_ready), so both are
+    # usually waiting when it starts handing out trials, not one of them still importing.
     workers = [
         subprocess.Popen(
             command,
@@ -221,6 +237,14 @@ def test_chief_and_two_workers_on_localhost(tmp_path):
         )
         for i in range(2)
     ]
+    chief = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**env, "KERASTUNER_TUNER_ID": "chief"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         outputs = [w.communicate(timeout=400)[0] for w in workers]
         chief_output = chief.communicate(timeout=120)[0]

@@ -4,7 +4,9 @@ Every oracle here:
 - scores a trial by its *final* validation accuracy (the reference ranks trials by
   the last epoch; keras-tuner's default would take the best epoch), and
 - writes its state and trial files atomically (temporary file + rename), so a
-  search killed at any instant, even by SIGKILL, reloads and resumes.
+  search killed at any instant, even by SIGKILL, reloads and resumes, and
+- on reload, never runs again a trial whose own file says it ended (see
+  `CourseOracleMixin.set_state`).
 """
 
 import math
@@ -33,6 +35,22 @@ class CourseOracleMixin:
 
     def _save_trial(self, trial):
         write_json(f"{self._get_trial_dir(trial.trial_id)}/trial.json", trial.get_state())
+
+    def set_state(self, state):
+        """Reload the saved state, counting a trial whose trial.json says it ended as ended.
+
+        keras-tuner's `end_trial` writes trial.json, then oracle.json, and only then
+        drops the trial from `ongoing_trials`; on reload every ongoing trial is queued
+        to run again. A search killed in that window would run a finished trial twice.
+        """
+        end_order, ongoing = list(state["end_order"]), {}
+        for tuner_id, trial_id in state["ongoing_trials"].items():
+            trial = self.trials.get(trial_id)
+            if trial is not None and trial.status in (TrialStatus.COMPLETED, TrialStatus.FAILED):
+                end_order += [] if trial_id in end_order else [trial_id]
+            else:
+                ongoing[tuner_id] = trial_id
+        super().set_state({**state, "end_order": end_order, "ongoing_trials": ongoing})
 
 
 class RandomOracle(CourseOracleMixin, keras_tuner.oracles.RandomSearchOracle):
