@@ -284,7 +284,8 @@ class _TensorFlowEngine(_FusedEngine):
                     if model.losses:
                         loss = loss + tf.add_n(model.losses)
                     losses.append(loss)
-                total = tf.add_n(losses)
+                # Each optimizer scales its own loss (loss scaling under mixed precision) and unscales in apply.
+                total = tf.add_n([opt.scale_loss(loss) for opt, loss in zip(self.optimizers, losses)])
             variables = [m.trainable_variables for m in self.models]
             grads = tape.gradient(total, [v for vs in variables for v in vs])
             start = 0
@@ -329,25 +330,29 @@ class _JaxEngine(_FusedEngine):
             [[v.value for v in o.variables] for o in self.optimizers],
         )
 
-    def _losses(self, trainable, non_trainable, xb, yb):
+    def _losses(self, trainable, non_trainable, optimizer_vars, xb, yb):
         jnp = self.jax.numpy
-        losses, new_non_trainable = [], []
-        for model, tv, ntv in zip(self.models, trainable, non_trainable):
+        losses, scaled, new_non_trainable = [], [], []
+        for model, optimizer, tv, ntv, ov in zip(
+            self.models, self.optimizers, trainable, non_trainable, optimizer_vars
+        ):
             logits, ntv, penalties = model.stateless_call(tv, ntv, xb, training=True, return_losses=True)
             loss = self.loss_fn(yb, logits)
             for penalty in penalties:
                 loss = loss + penalty
             losses.append(loss)
+            # Loss scaling (mixed precision) reads the optimizer's scale from its state, as Keras' JAX trainer does.
+            with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, ov))):
+                scaled.append(optimizer.scale_loss(loss))
             new_non_trainable.append(ntv)
-        losses = jnp.stack(losses)
-        return jnp.sum(losses), (losses, new_non_trainable)
+        return jnp.sum(jnp.stack(scaled)), (jnp.stack(losses), new_non_trainable)
 
     def _scan(self, state, x, y, index_chunk):
         grad_fn = self.jax.value_and_grad(self._losses, has_aux=True)
 
         def one_step(state, idx):
             trainable, non_trainable, optimizer_vars = state
-            (_, (losses, non_trainable)), grads = grad_fn(trainable, non_trainable, x[idx], y[idx])
+            (_, (losses, non_trainable)), grads = grad_fn(trainable, non_trainable, optimizer_vars, x[idx], y[idx])
             new_trainable, new_optimizer_vars = [], []
             for optimizer, tv, g, ov in zip(self.optimizers, trainable, grads, optimizer_vars):
                 tv, ov = optimizer.stateless_apply(ov, g, tv)
@@ -363,14 +368,14 @@ class _JaxEngine(_FusedEngine):
 
     def _predict_all(self, state, x):
         trainable, non_trainable, _ = state
-        jnp = self.jax.numpy
         return [
-            jnp.argmax(model.stateless_call(tv, ntv, x, training=False)[0], axis=1)
+            model.stateless_call(tv, ntv, x, training=False)[0]
             for model, tv, ntv in zip(self.models, trainable, non_trainable)
         ]
 
     def accuracies(self, x, y):
-        return [float(np.mean(np.asarray(p) == y)) for p in self._predict(self.state, x)]
+        # argmax in NumPy: a jitted argmax leaves a jaxpr in one of JAX's caches for every new model.
+        return [float(np.mean(np.argmax(np.asarray(logits), axis=1) == y)) for logits in self._predict(self.state, x)]
 
     def finish(self):
         """Write the trained state back into the Keras variables."""

@@ -62,6 +62,24 @@ def test_fused_engine_equals_one_train_on_batch_per_variant(digits):
     assert len(fused["SGD"].losses) == make_schedule(300, 32, epochs=3).iterations
 
 
+def test_fused_engine_scales_the_loss_as_keras_does(digits):
+    """With `loss_scale_factor` the optimizer unscales gradients in `apply`, so the loss must be scaled first."""
+
+    def scaled_variants():
+        return [
+            Variant(name, multilayer_net(64, [20], seed=1), optimizers.get(name, loss_scale_factor=1024.0))
+            for name in ("SGD", "Adam")
+        ]
+
+    kwargs = dict(batch_size=32, iterations=12, verbose=0)
+    fused = train_variants(scaled_variants(), digits.x_train, digits.y_train, engine="fused", **kwargs)
+    keras.backend.clear_session()
+    plain = train_variants(scaled_variants(), digits.x_train, digits.y_train, engine="per_variant", **kwargs)
+    for name in fused:
+        np.testing.assert_allclose(fused[name].losses, plain[name].losses, rtol=1e-4, atol=1e-5)
+        assert fused[name].losses[-1] < fused[name].losses[0]
+
+
 def test_training_learns_and_writes_state_back(digits):
     variants = [
         Variant(name, multilayer_net(64, [50], seed=2), optimizer)
