@@ -46,9 +46,10 @@ class CourseOracleMixin:
         end_order, ongoing = list(state["end_order"]), {}
         for tuner_id, trial_id in state["ongoing_trials"].items():
             trial = self.trials.get(trial_id)
-            if trial is not None and trial.status in (TrialStatus.COMPLETED, TrialStatus.FAILED):
-                end_order += [] if trial_id in end_order else [trial_id]
-            else:
+            ended = trial is not None and trial.status in (TrialStatus.COMPLETED, TrialStatus.FAILED)
+            if ended and trial_id not in end_order:
+                end_order.append(trial_id)
+            elif not ended:
                 ongoing[tuner_id] = trial_id
         super().set_state({**state, "end_order": end_order, "ongoing_trials": ongoing})
 
