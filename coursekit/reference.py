@@ -114,6 +114,25 @@ OPTIMIZERS = {
     "Adam": Adam,
 }
 
+
+def optimizer_kwargs(keras_kwargs):
+    """The reference constructor's arguments for a Keras optimizer's: `learning_rate` is `lr` here."""
+    return {("lr" if key == "learning_rate" else key): value for key, value in keras_kwargs.items()}
+
+
+def gradient_steps(optimizer, start, grads):
+    """Apply each step of `grads` (a list of arrays shaped like `start`) to a float64 copy of `start`.
+
+    Returns the parameter values after each step, one list of arrays per step.
+    """
+    params = {str(i): value.astype(np.float64) for i, value in enumerate(start)}
+    history = []
+    for step_grads in grads:
+        optimizer.update(params, {str(i): g.astype(np.float64) for i, g in enumerate(step_grads)})
+        history.append([params[str(i)].copy() for i in range(len(start))])
+    return history
+
+
 # ----------------------------------------------------------------------------
 # Initial weights
 # ----------------------------------------------------------------------------
