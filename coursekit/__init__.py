@@ -2,7 +2,9 @@
 
 Importing `coursekit` registers every custom component with Keras'
 serialization, so a saved `.keras` model that uses them loads back with plain
-`keras.models.load_model(path)` (no `custom_objects`). With the environment
+`keras.models.load_model(path)` (no `custom_objects`), and changes nothing else (no
+device op, no redirected stream, no environment variable set) except when Python is
+starting a `python -m ...` command of the kit (see below). With the environment
 variable COURSEKIT_IMPLEMENTATION=DIR, the components come from DIR/coursekit/*.py
 instead (a student's implementation; see `coursekit.assignments`).
 
@@ -12,12 +14,17 @@ components), `reference` (the same formulas in NumPy), `gradcheck`, `data`,
 """
 
 import os
+import sys
 
-from coursekit.quiet import start_backend
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
+if sys.argv[:1] == ["-m"]:
+    # Python is starting a `python -m labs...|tuning|coursekit.assignments` command (argv[0] is "-m"
+    # only then): start Keras with TensorFlow's C++ start-up lines kept off the terminal, so that a
+    # command's one-line error stays one line. A notebook or a program importing the kit skips this.
+    from coursekit.quiet import start_backend
 
-start_backend()  # Keras (and TensorFlow's C++ start-up log lines, which it keeps off the terminal)
+    start_backend()
 
 # A student's own components (see coursekit.assignments) replace the reference ones
 # when COURSEKIT_IMPLEMENTATION names a folder laid out like the project.

@@ -2,10 +2,15 @@
 
 Every figure is a grid of panels. A panel is a dict:
 
-- `title`, `xlabel`, `ylabel`, `ylim`, `xscale`/`yscale` (all optional);
+- `title`, `xlabel`, `ylabel`, `xlim`, `ylim`, `xscale`/`yscale`, `hide_ticks` (all optional);
 - `lines`: a list of `Line`s, and/or
 - `hist`: `(values, bins, range)` for a histogram, and/or
-- `contour`: `(X, Y, Z)` for a contour plot under the lines.
+- `bars`: `(labels, heights)` for a bar chart (labels under the bars, turned), and/or
+- `hlines`: `[(y, label)]` dotted reference lines, and/or
+- `contour`: `(X, Y, Z)` for a contour plot under the lines;
+- `note`: a short text in the panel's top right corner.
+
+A figure can carry a `suptitle` and, for a grid, one `xlabel`/`ylabel` for all its panels.
 """
 
 import dataclasses
@@ -27,7 +32,18 @@ class Line:
     color: str | None = None
 
 
-def plot_panels(panels, path, *, ncols=None, suptitle=None, panel_size=(4.0, 3.2), show=False, legend_panel=0):
+def plot_panels(
+    panels,
+    path,
+    *,
+    ncols=None,
+    suptitle=None,
+    xlabel=None,
+    ylabel=None,
+    panel_size=(4.0, 3.2),
+    show=False,
+    legend_panel=0,
+):
     """Draw `panels` on a grid of `ncols` columns and save the figure to `path` (PNG)."""
     count = len(panels)
     ncols = ncols or count
@@ -35,16 +51,16 @@ def plot_panels(panels, path, *, ncols=None, suptitle=None, panel_size=(4.0, 3.2
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
     for ax, panel in zip(axes.ravel(), panels):
         _draw(ax, panel)
-        if (
-            panel.get("lines")
-            and any(line.label for line in panel["lines"])
-            and (legend_panel is None or panel is panels[legend_panel])
-        ):
+        if (legend_panel is None or panel is panels[legend_panel]) and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     for ax in axes.ravel()[count:]:
         ax.axis("off")
     if suptitle:
         fig.suptitle(suptitle)
+    if xlabel:
+        fig.supxlabel(xlabel)
+    if ylabel:
+        fig.supylabel(ylabel)
     fig.tight_layout()
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,16 +79,15 @@ def _draw(ax, panel):
     if "hist" in panel:
         values, bins, value_range = panel["hist"]
         ax.hist(values, bins=bins, range=value_range)
+    if "bars" in panel:
+        labels, heights = panel["bars"]
+        ax.bar(range(len(heights)), heights, color="C0")
+        ax.set_xticks(range(len(heights)), labels, rotation=35, ha="right", fontsize="small")
+    for y, label in panel.get("hlines", []):
+        ax.axhline(y, color="gray", linestyle=":", label=label)
     for index, line in enumerate(panel.get("lines", [])):
-        ax.plot(
-            line.x,
-            line.y,
-            line.style,
-            label=line.label,
-            marker=line.marker,
-            markevery=line.markevery,
-            color=line.color or f"C{index % 10}",
-        )
+        extra = {"marker": line.marker, "markevery": line.markevery} if line.marker else {}
+        ax.plot(line.x, line.y, line.style, label=line.label, color=line.color or f"C{index % 10}", **extra)
     for key in ("title", "xlabel", "ylabel"):
         if panel.get(key):
             getattr(ax, f"set_{key}")(panel[key])
@@ -87,6 +102,8 @@ def _draw(ax, panel):
     if panel.get("hide_ticks"):
         ax.set_xticks([])
         ax.set_yticks([])
+    if panel.get("note"):
+        ax.text(0.97, 0.95, panel["note"], transform=ax.transAxes, ha="right", va="top", fontsize="small")
 
 
 def loss_panel(histories, *, title="loss", ylim=(0, 1), smooth=True):

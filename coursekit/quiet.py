@@ -2,9 +2,10 @@
 
 TensorFlow's runtime writes lines such as "oneDNN custom operations are on" and
 "Could not find cuda drivers" to file descriptor 2 while it loads, before any
-Python-level setting applies. `import coursekit` starts Keras inside
-`quiet_stderr()`, so that a command's one-line error stays one line. What was
-written is replayed if the start fails.
+Python-level setting applies. The kit's commands (`python -m labs...`, `tuning`,
+`coursekit.assignments`) start Keras inside `quiet_stderr()` (see `coursekit/__init__.py`),
+so that a command's one-line error stays one line. What was written is replayed if the
+start fails.
 """
 
 import contextlib

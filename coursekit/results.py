@@ -1,8 +1,15 @@
-"""Result files: a tidy results.csv, a config.json, written whole (atomically)."""
+"""Result files: a tidy results.csv, a config.json, written whole (atomically), and read back as data.
+
+from coursekit import results
+frame = results.load("results/batch_norm_test")          # results.csv as a tidy DataFrame
+trials = results.load("results/tuning/trials.csv")       # the search's trials, one row each
+config = results.load_json("results/batch_norm_test/config.json")
+"""
 
 import csv
 import io
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -60,19 +67,47 @@ def _json_default(value):
     return plain
 
 
+def strict_json(value):
+    """`value` with NumPy numbers made plain and every NaN or infinity made None: JSON has no NaN."""
+    value = _plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_json(path, data):
-    """Write `data` as indented JSON, atomically (NumPy values become plain numbers)."""
-    return write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    """Write `data` as indented, strict JSON (NaN and inf as null), atomically."""
+    return write_atomic(path, json.dumps(strict_json(data), indent=2, allow_nan=False, default=_json_default) + "\n")
 
 
-def read_results(path):
-    """results.csv back as a list of dicts (value as float, step as int)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["step"] = int(row["step"])
-        row["value"] = float(row["value"])
-    return rows
+def load(path):
+    """A lab's results.csv (or a folder holding one), or the search's trials.csv, as a pandas DataFrame.
+
+    results.csv is tidy: one row per `variant, [factor columns,] step, metric, value`, with
+    `step` an integer and `value` a float, ready for `frame.pivot_table(...)` or a plot.
+    trials.csv has one row per trial, every hyperparameter a column.
+    """
+    import pandas as pd
+
+    path = pathlib.Path(path)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.is_file():
+        raise OSError(f"no results file at {path}")
+    frame = pd.read_csv(path)
+    if set(RESULT_COLUMNS) <= set(frame.columns):
+        frame = frame.astype({"variant": str, "metric": str, "step": "int64", "value": "float64"})
+    return frame
+
+
+def load_json(path):
+    """A config.json (or any JSON the kit wrote) as a dict."""
+    with open(path) as handle:
+        return json.load(handle)
 
 
 def smooth_curve(values):

@@ -1,25 +1,15 @@
-"""The chapter's experiments, one thin script each: `python -m labs` lists them."""
+"""The chapter's experiments, one lesson-script each: `python -m labs` lists them.
 
-import os
+Each `labs/NAME.py` is a script in jupytext's percent format: run it with
+`python -m labs.NAME [options]` (or `coursekit.lab.run(NAME)`), read it as the notebook
+`notebooks/NAME.ipynb`. Importing this package changes nothing; only when Python is starting
+a `python -m labs...` command does it first start Keras with TensorFlow's C++ start-up lines
+kept off the terminal, so that a command's one-line error stays one line.
+"""
+
+import pathlib
+import re
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the labs
-
-
-def _implementation_from_argv(argv):
-    """`--implementation DIR` must act before coursekit is imported: it picks the components."""
-    for index, arg in enumerate(argv):
-        if arg == "--implementation" and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith("--implementation="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-if _implementation_from_argv(sys.argv):
-    os.environ["COURSEKIT_IMPLEMENTATION"] = _implementation_from_argv(sys.argv)
-
-import coursekit  # noqa: E402, F401  (starts Keras quietly, with the chosen components)
 
 NAMES = (
     "optimizer_compare_naive",
@@ -32,3 +22,14 @@ NAMES = (
     "overfit_dropout",
     "hyperparameter_optimization",
 )
+FOLDER = pathlib.Path(__file__).resolve().parent
+
+
+def title(name):
+    """The lab's title: the first markdown heading of its script (read, not run)."""
+    match = re.search(r"^# # (.+)$", (FOLDER / f"{name}.py").read_text(), flags=re.MULTILINE)
+    return match.group(1).strip() if match else name
+
+
+if sys.argv[:1] == ["-m"]:  # Python sets argv[0] to "-m" only while it starts `python -m labs...`
+    import coursekit  # noqa: F401  (starts Keras quietly: see coursekit/__init__.py)

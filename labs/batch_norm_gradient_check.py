@@ -1,68 +1,110 @@
-"""Gradient check through a BatchNorm network: autodiff against central differences.
+# %% [markdown]
+# # Gradient check through a BatchNorm network
+#
+# **The claim.** Backpropagation through Batch Normalization is right: the gradients that
+# automatic differentiation computes agree with the slope measured numerically, parameter
+# by parameter, to round-off.
+#
+# A 784-[100, 100]-10 network with `BatchNorm` computes its loss on a batch of 10 images
+# in training mode, in float64. For a sample of each parameter's entries we compare the
+# backend's gradient with the central difference $\frac{L(w + h) - L(w - h)}{2h}$,
+# $h = 10^{-5}$. (With a batch of one image BatchNorm's output is constant, $x - \mu = 0$,
+# so the batch is larger than one.)
 
-The backend's automatic differentiation of a 784-[100, 100]-10 network with
-BatchNorm (float64, a batch of 10 MNIST images, training mode) is compared with
-central finite differences, parameter by parameter. The relative errors are at
-round-off level: BatchNorm's backward pass is right. (With a batch of one image
-BatchNorm's output is constant, so the batch is larger than 1.)
-"""
-
-import sys
+# %%
+import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from coursekit import runtime
-from coursekit.experiment import Lab, LabResult, main
 from coursekit.gradcheck import autodiff_gradients, numerical_gradients, relative_error, sample_indices
+from coursekit.lab import Settings, presets, start
 from coursekit.models import classification_loss, multilayer_net
-from coursekit.plots import Line, plot_panels
 
-PRESETS = {
-    "full": {"batch": 10, "hidden_sizes": [100, 100], "entries_per_parameter": 40},
-    "smoke": {"batch": 4, "hidden_sizes": [10, 10], "entries_per_parameter": 40},
+
+@dataclasses.dataclass(frozen=True)
+class GradientCheckSettings(Settings):
+    batch: int = 10
+    hidden_sizes: tuple = (100, 100)
+    entries_per_parameter: int = 40
+
+
+PRESETS = presets(GradientCheckSettings(), batch=4, hidden_sizes=(10, 10))
+lab = start("batch_norm_gradient_check", PRESETS)
+lab.settings
+
+# %% [markdown]
+# ## The batch
+#
+# The first training images (10 in the full preset), whose loss both methods differentiate.
+
+# %%
+settings = lab.settings
+dataset = lab.load_dataset(train_size=settings.batch)
+dataset.x_train.shape
+
+# %% [markdown]
+# ## Both gradients, in float64
+#
+# `runtime.float64()` makes Keras compute in double precision inside the block: central
+# differences lose about half of the digits, and float32 would not leave enough to compare.
+# Each of the 10 parameters (3 Dense kernels and biases, 2 BatchNorm gammas and betas) gets 40
+# of its entries checked; each numerical entry costs two forward passes.
+
+# %%
+with runtime.float64():
+    x, y = dataset.x_train.astype("float64"), dataset.y_train
+    model = multilayer_net(dataset.num_features, settings.hidden_sizes, batch_norm=True, seed=lab.seed)
+    loss = classification_loss()
+
+    def batch_loss():
+        return loss(y, model(x, training=True))
+
+    variables = model.trainable_variables
+    rng = np.random.default_rng(lab.seed)
+    chosen = [sample_indices(v.shape, settings.entries_per_parameter, rng) for v in variables]
+    automatic = autodiff_gradients(batch_loss, variables)
+    numeric = numerical_gradients(batch_loss, variables, indices=chosen)
+
+# %% [markdown]
+# ## The relative error of each parameter
+#
+# $\max |a - n| / \max(|a| + |n|, 10^{-6})$ over the sampled entries. The floor matters for
+# one parameter: the bias of a Dense layer right before BatchNorm has a true gradient of
+# exactly 0 (BatchNorm subtracts the batch mean, and with it any constant), where both
+# methods return round-off of about $10^{-11}$.
+
+# %%
+errors = {
+    v.path: relative_error([a[i] for i in idx], [n[i] for i in idx], floor=1e-6)
+    for v, a, n, idx in zip(variables, automatic, numeric, chosen)
 }
-
-
-def run(ctx):
-    settings = ctx.settings
-    dataset = ctx.load_dataset(train_size=settings["batch"])
-    with runtime.float64():
-        x, y = dataset.x_train.astype("float64"), dataset.y_train
-        model = multilayer_net(dataset.num_features, settings["hidden_sizes"], batch_norm=True, seed=ctx.seed)
-        loss = classification_loss()
-
-        def batch_loss():
-            return loss(y, model(x, training=True))
-
-        # ## Autodiff vs central differences on a sample of each parameter's entries.
-        variables = model.trainable_variables
-        rng = np.random.default_rng(ctx.seed)
-        chosen = [sample_indices(v.shape, settings["entries_per_parameter"], rng) for v in variables]
-        automatic = autodiff_gradients(batch_loss, variables)
-        numeric = numerical_gradients(batch_loss, variables, indices=chosen)
-        # Relative error with a floor of 1e-6: the bias right before BatchNorm has a true
-        # gradient of 0, where both methods return round-off (about 1e-11).
-        errors = {
-            v.path: relative_error([a[i] for i in idx], [n[i] for i in idx], floor=1e-6)
-            for v, a, n, idx in zip(variables, automatic, numeric, chosen)
+lab.figure(
+    "gradient_check.png",
+    [
+        {
+            "title": "autodiff vs central differences (float64)",
+            "bars": ([name.split("/", 1)[-1] for name in errors], list(errors.values())),
+            "hlines": [(1e-7, "1e-7")],
+            "ylabel": "max relative error",
+            "yscale": "log",
         }
-
-    rows = [{"variant": name, "step": 1, "metric": "max_relative_error", "value": err} for name, err in errors.items()]
-    panel = {
-        "title": "autodiff vs central differences",
-        "lines": [Line(range(len(errors)), list(errors.values()), style="", marker="o")],
-        "ylabel": "max relative error",
-        "xlabel": "parameter (" + ", ".join(errors) + ")",
-        "yscale": "log",
-    }
-    figure = plot_panels([panel], ctx.figure_path("gradient_check.png"), show=ctx.show, panel_size=(7, 4))
-    summary = {"max relative error": f"{max(errors.values()):.2e}", **{k: f"{v:.2e}" for k, v in errors.items()}}
-    return LabResult(rows, [figure], summary)
-
-
-LAB = Lab(
-    "batch_norm_gradient_check", "autodiff vs central differences through a BatchNorm network (float64)", PRESETS, run
+    ],
+    panel_size=(8, 4.5),
 )
+table = pd.Series(errors, name="max relative error").to_frame()
+table
 
-if __name__ == "__main__":
-    sys.exit(main(LAB))
+# %% [markdown]
+# ## What to notice
+#
+# - Every parameter agrees to about 7 digits or better: BatchNorm's backward pass (through
+#   the batch mean and variance, which depend on every example) is right.
+# - The largest error belongs to the bias before the first BatchNorm, whose true gradient
+#   is 0: there the relative error compares two round-off values.
+
+# %%
+rows = [{"variant": name, "step": 1, "metric": "max_relative_error", "value": err} for name, err in errors.items()]
+lab.finish(rows, {"max_relative_error": max(errors.values()), "relative_error": errors})
+print(f"largest relative error: {max(errors.values()):.1e} ({max(errors, key=errors.get)})")

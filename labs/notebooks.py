@@ -1,15 +1,19 @@
-"""Generate the Colab notebooks from the lab scripts: `python -m labs.notebooks [--check]`.
+"""The Colab notebooks, made from the lab scripts by jupytext: `python -m labs.notebooks [--check]`.
 
-The `.py` lab stays the source. jupytext turns it into cells; the module docstring
-becomes the title cell, the `__main__` guard is replaced by cells that run the lab
-with `run_lab` and show its figures inline, and set-up cells (get the kit in
-Colab, report the GPU) go first. `notebooks/quickstart.ipynb` is the entry point.
-`--check` exits 1 if a notebook on disk differs from what the scripts give.
+Each `labs/NAME.py` is a jupytext percent script; its notebook `notebooks/NAME.ipynb` is the
+same cells, plus one set-up cell after the title that installs the kit where it is missing
+(Colab). `notebooks/quickstart.ipynb` is the entry point. `--check` exits 1 when a notebook on
+disk differs from what the scripts give (CI runs it).
+
+Where the kit is installed from is one setting: `[tool.coursekit] source` in pyproject.toml
+(a git URL; change it once to where your course hosts the kit and regenerate the
+notebooks). In a running notebook the environment variable COURSEKIT_SOURCE overrides it.
 """
 
 import argparse
 import json
 import pathlib
+import re
 import sys
 
 import jupytext
@@ -21,92 +25,120 @@ from labs import NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
-SETUP = """# Set-up. In Colab (Runtime > Change runtime type > GPU for speed) this fetches the kit;
-# inside a checkout of the kit (after `bash scripts/setup.sh`) it does nothing.
+SETUP = """# Set-up: installs the course kit beside this runtime's own packages (Colab), or does nothing
+# where the kit is already importable. pip may only add packages: every package already
+# installed (TensorFlow, Keras, JAX, NumPy, ...) is pinned to its current version.
+import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/YOUR-COURSE/coursekit.git"  # where your course hosts the kit
-if "google.colab" in sys.modules and not os.path.exists("coursekit/__init__.py"):
-    if not os.path.exists("coursekit-src"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "coursekit-src"], check=True)
-    os.chdir("coursekit-src")
-    # Colab already has TensorFlow and Keras: add keras-tuner and the kit only.
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "keras-tuner==1.4.8", "-e", ".", "--no-deps"], check=True)
-sys.path.insert(0, os.getcwd())"""
+KIT_SOURCE = os.environ.get("COURSEKIT_SOURCE", "{source}")
+KIT_FOLDER = os.path.abspath("coursekit-kit")
 
-DEVICE = """# Which backend and device will train: a GPU is used automatically when present.
+
+def set_up_kit():
+    try:
+        keras_version = importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
+        keras_version = None
+    if keras_version and tuple(int(part) for part in keras_version.split(".")[:2]) < (3, 10):
+        raise RuntimeError(
+            f"coursekit needs Keras >= 3.10, and this runtime has Keras {{keras_version}}. "
+            "In Colab: Runtime > Change runtime type > Runtime version: Latest."
+        )
+    if importlib.util.find_spec("coursekit") is not None:
+        return "coursekit is installed"
+    if not os.path.isdir(KIT_FOLDER):
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", KIT_SOURCE, KIT_FOLDER], check=True)
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True)
+    pins = [line for line in frozen.stdout.splitlines() if "==" in line and " @ " not in line]
+    with open("runtime-constraints.txt", "w") as handle:
+        handle.write("\\n".join(pins) + "\\n")
+    command = [sys.executable, "-m", "pip", "install", "-q", "-c", "runtime-constraints.txt", "-e", KIT_FOLDER]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"could not install coursekit beside this runtime's packages:\\n{{done.stderr[-3000:]}}")
+    os.chdir(KIT_FOLDER)
+    sys.path.insert(0, KIT_FOLDER)
+    return f"installed coursekit from {{KIT_SOURCE}} in {{KIT_FOLDER}}"
+
+
+print(set_up_kit())
+from coursekit.quiet import start_backend  # noqa: E402
+
+start_backend()  # load Keras now, with TensorFlow's C++ start-up log kept off this page"""
+
+DEVICE = """# Which backend and device train: a GPU is used automatically when there is one
+# (in Colab: Runtime > Change runtime type > GPU).
 from coursekit import runtime
 
 runtime.device_report()"""
 
 
-def _run_cells(name, preset="full"):
-    return [
-        new_markdown_cell(
-            '## Run it\n\n`preset="smoke"` finishes in seconds; `dataset` can be `mnist`, `digits`, `idx:PATH`.'
-        ),
-        new_code_cell(
-            "from coursekit.experiment import run_lab\n\n"
-            f'out_dir, result = run_lab(LAB, preset="{preset}", dataset="auto", out="results")\n'
-            "result.summary"
-        ),
-        new_code_cell(
-            "from IPython.display import Image, display\n\n"
-            "for figure in result.figures:\n"
-            "    display(Image(filename=str(figure)))"
-        ),
+def kit_source(root=ROOT):
+    """The git URL the notebooks install the kit from: `[tool.coursekit] source` in pyproject.toml."""
+    text = (root / "pyproject.toml").read_text()  # (tomllib would need Python 3.11)
+    match = re.search(r'^\[tool\.coursekit\][^\[]*?^source\s*=\s*"([^"]+)"', text, flags=re.MULTILINE | re.DOTALL)
+    if not match:
+        raise ValueError(f'no [tool.coursekit] source = "..." in {root / "pyproject.toml"}')
+    return match.group(1)
+
+
+def setup_cell(source):
+    return new_code_cell(SETUP.format(source=source), metadata={"tags": ["setup"]})
+
+
+def lab_notebook(name, source):
+    """The notebook of `labs/<name>.py`: its cells, with the set-up cell after the title."""
+    notebook = jupytext.reads((ROOT / "labs" / f"{name}.py").read_text(), fmt="py:percent")
+    cells = [
+        new_markdown_cell(c.source) if c.cell_type == "markdown" else new_code_cell(c.source) for c in notebook.cells
     ]
-
-
-def lab_notebook(name):
-    """The notebook of `labs/<name>.py`."""
-    source = (ROOT / "labs" / f"{name}.py").read_text()
-    cells = jupytext.reads(source, fmt="py:light").cells
-    docstring = cells.pop(0).source.strip().strip('"').strip()
-    title, _, body = docstring.partition("\n")
-    cells = [c for c in cells if not c.source.startswith('if __name__ == "__main__"')]
-    header = new_markdown_cell(
-        f"# {title}\n\n{body.strip()}\n\n*Generated from `labs/{name}.py` by `python -m labs.notebooks`: "
-        "edit the script, then regenerate.*"
+    note = new_markdown_cell(
+        f"*This notebook is `labs/{name}.py` (jupytext); the same file runs as `python -m labs.{name}`. "
+        "In a notebook the preset comes from `COURSEKIT_PRESET` (`full`, the default, or `smoke`).*"
     )
-    code = [new_code_cell(c.source) if c.cell_type == "code" else new_markdown_cell(c.source) for c in cells]
-    return _notebook([header, new_code_cell(SETUP), new_code_cell(DEVICE), *code, *_run_cells(name)])
+    return _notebook([cells[0], note, setup_cell(source), *cells[1:]])
 
 
-def quickstart_notebook():
-    lines = "\n".join(f"- `{n}`: `notebooks/{n}.ipynb`" for n in NAMES)
+def quickstart_notebook(source):
+    lines = "\n".join(f"- [{title}]({name}.ipynb) (`{name}`)" for name, title in _titles())
     return _notebook(
         [
             new_markdown_cell(
-                '# coursekit quickstart\n\nThe chapter "Techniques related to learning" as Keras components and labs. '
-                "Run the cells top to bottom: install, check the GPU, run a lab, see its figures."
+                '# coursekit quickstart\n\nThe chapter "Techniques related to learning" as Keras components and '
+                "labs. Run the cells top to bottom: install, check the device, use the components, run a lab."
             ),
-            new_code_cell(SETUP),
+            setup_cell(source),
             new_code_cell(DEVICE),
             new_markdown_cell("## The course's components are ordinary Keras objects"),
             new_code_cell(
-                "from coursekit.layers import BatchNorm, Dropout\n"
                 "from coursekit.models import classification_loss, multilayer_net\n"
                 "from coursekit.optimizers import Adam\n\n"
                 "model = multilayer_net(784, [100] * 4, batch_norm=True, dropout_rate=0.2, weight_decay=1e-4)\n"
                 'model.compile(Adam(), classification_loss(), metrics=["accuracy"])\n'
                 "model.summary()"
             ),
-            new_markdown_cell("## Run a lab: the optimizers' paths on f(x, y) = x²/20 + y²"),
-            new_code_cell(
-                "from coursekit.experiment import run_lab\n"
-                "from IPython.display import Image, display\n"
-                "from labs.optimizer_compare_naive import LAB\n\n"
-                'out_dir, result = run_lab(LAB, preset="full", out="results")\n'
-                "for figure in result.figures:\n"
-                "    display(Image(filename=str(figure)))\n"
-                "result.summary"
+            new_markdown_cell(
+                "## Run a lab\n\n`coursekit.lab.run` runs a lab script and writes its results; "
+                "`coursekit.results.load` reads them back as a pandas DataFrame."
             ),
-            new_markdown_cell(f"## Every lab has its own notebook\n\n{lines}"),
+            new_code_cell(
+                "from coursekit import lab, results\n\n"
+                'run = lab.run("optimizer_compare_naive", show=True)\n'
+                'results.load(run.out_dir).pivot_table(index="step", columns=["variant", "metric"], values="value").tail()'
+            ),
+            new_markdown_cell(f"## Every lab is a notebook\n\n{lines}"),
         ]
     )
+
+
+def _titles():
+    from labs import title
+
+    return [(name, title(name)) for name in NAMES]
 
 
 def _notebook(cells):
@@ -124,10 +156,11 @@ def _notebook(cells):
     return nb
 
 
-def expected_notebooks():
+def expected_notebooks(source=None):
     """{path: notebook} for every notebook the scripts define."""
-    notebooks = {NOTEBOOKS / f"{name}.ipynb": lab_notebook(name) for name in NAMES}
-    notebooks[NOTEBOOKS / "quickstart.ipynb"] = quickstart_notebook()
+    source = source or kit_source()
+    notebooks = {NOTEBOOKS / f"{name}.ipynb": lab_notebook(name, source) for name in NAMES}
+    notebooks[NOTEBOOKS / "quickstart.ipynb"] = quickstart_notebook(source)
     return notebooks
 
 
@@ -135,24 +168,30 @@ def render(nb):
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def write_notebooks(folder, source=None):
+    """Write every notebook into `folder` (the student edition uses this with its own source)."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, nb in expected_notebooks(source).items():
+        nbformat.validate(nb)
+        (folder / path.name).write_text(render(nb))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m labs.notebooks")
     parser.add_argument("--check", action="store_true", help="only check that notebooks/ is up to date")
     args = parser.parse_args(argv)
-    stale = []
-    for path, nb in expected_notebooks().items():
-        nbformat.validate(nb)
-        text = render(nb)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(path.name)
-        else:
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text)
+    if not args.check:
+        write_notebooks(NOTEBOOKS)
+        print(f"wrote {NOTEBOOKS}")
+        return 0
+    stale = [
+        path.name for path, nb in expected_notebooks().items() if not path.exists() or path.read_text() != render(nb)
+    ]
     if stale:
         print(f"stale notebooks (run `python -m labs.notebooks`): {', '.join(stale)}", file=sys.stderr)
         return 1
-    print("notebooks are up to date" if args.check else f"wrote {NOTEBOOKS}")
+    print("notebooks are up to date")
     return 0
 
 

@@ -1,37 +1,56 @@
-"""Activations through five layers: how the initial weights shape them.
+# %% [markdown]
+# # Activations through five layers: how the initial weights shape them
+#
+# **The claim.** The scale of the initial weights decides whether a network's layers pass a
+# usable signal on. Too large (std 1) and sigmoid units saturate at 0 and 1, where their
+# gradient vanishes; too small (std 0.01) and every unit outputs nearly the same value, so
+# the layers lose their expressiveness. Xavier's scale ($1/\sqrt{n}$, $n$ the number of inputs
+# of a unit) keeps sigmoid and tanh activations spread; He's ($\sqrt{2/n}$) does the same for
+# ReLU, which zeroes half of its inputs.
+#
+# The experiment is the book's: 1,000 random inputs of 100 features pass through five
+# layers of 100 units (no bias), and we look at the histogram of each layer's activations.
 
-A batch of 1,000 random inputs (100 features) passes through five layers of 100
-units without bias. For sigmoid, ReLU and tanh, the histograms of each layer's
-activations under std 1, std 0.01, Xavier and He weights show the chapter's
-point: std 1 saturates sigmoid at 0 and 1 (vanishing gradients), std 0.01
-squeezes everything to one value (lost expressiveness), Xavier keeps sigmoid and
-tanh spread, and He keeps ReLU alive in every layer.
-"""
-
-import sys
+# %%
+import dataclasses
 
 import keras
 import numpy as np
+import pandas as pd
 
-from coursekit.experiment import Lab, LabResult, main
 from coursekit.initializers import He, Normal, Xavier
-from coursekit.plots import plot_panels
+from coursekit.lab import Settings, presets, start
 
+
+@dataclasses.dataclass(frozen=True)
+class HistogramSettings(Settings):
+    samples: int = 1000
+    units: int = 100
+    layers: int = 5
+    bins: int = 30
+
+
+PRESETS = presets(HistogramSettings(), samples=200)
+lab = start("weight_init_activation_histogram", PRESETS)
+lab.settings
+
+# %% [markdown]
+# ## Four ways to draw the initial weights
+#
+# All four draw from an untruncated normal distribution; only the standard deviation differs
+# (`coursekit.initializers`). Giving each a `SeedGenerator` gives every layer its own draw.
+
+# %%
 INITIALIZERS = {
     "std=1": lambda seed: Normal(1.0, seed=seed),
     "std=0.01": lambda seed: Normal(0.01, seed=seed),
     "Xavier": Xavier,
     "He": He,
 }
-ACTIVATIONS = {"sigmoid": (0, 1), "relu": (0, 1), "tanh": (-1, 1)}  # histogram ranges
-PRESETS = {
-    "full": {"samples": 1000, "units": 100, "layers": 5, "bins": 30},
-    "smoke": {"samples": 200, "units": 100, "layers": 5, "bins": 30},
-}
 
 
 def layer_activations(x, activation, initializer, layers, units):
-    """Activations after each of `layers` Dense(units, no bias) + activation layers."""
+    """The activations after each of `layers` Dense(units, no bias) + activation layers."""
     outputs = []
     for _ in range(layers):
         x = keras.layers.Dense(units, use_bias=False, kernel_initializer=initializer, activation=activation)(x)
@@ -39,48 +58,101 @@ def layer_activations(x, activation, initializer, layers, units):
     return outputs
 
 
-def run(ctx):
-    settings = ctx.settings
-    x = np.random.default_rng(ctx.seed).standard_normal((settings["samples"], settings["units"])).astype("float32")
-    rows, figures, summary = [], [], {}
-    for activation, value_range in ACTIVATIONS.items():
-        panels = []
-        for init_name, make in INITIALIZERS.items():
-            variant = f"{activation}/{init_name}"
-            # A SeedGenerator gives each layer its own draw of weights.
-            initializer = make(seed=keras.random.SeedGenerator(ctx.seed))
-            outputs = layer_activations(x, activation, initializer, settings["layers"], settings["units"])
-            for layer, a in enumerate(outputs, start=1):
-                rows.append({"variant": variant, "step": layer, "metric": "activation_mean", "value": float(a.mean())})
-                rows.append({"variant": variant, "step": layer, "metric": "activation_std", "value": float(a.std())})
-                panels.append(
-                    {
-                        "title": f"{init_name}: layer {layer}",
-                        "hist": (a.ravel(), settings["bins"], value_range),
-                        "hide_ticks": layer > 1,
-                    }
-                )
-            summary[f"{variant} layer-{settings['layers']} std"] = round(float(outputs[-1].std()), 4)
-        figures.append(
-            plot_panels(
-                panels,
-                ctx.figure_path(f"histogram_{activation}.png"),
-                ncols=settings["layers"],
-                suptitle=f"{activation} activations per layer",
-                panel_size=(2.6, 2.0),
-                show=ctx.show,
+settings = lab.settings
+x = np.random.default_rng(lab.seed).standard_normal((settings.samples, settings.units)).astype("float32")
+activations = {
+    (activation, name): layer_activations(
+        x, activation, make(seed=keras.random.SeedGenerator(lab.seed)), settings.layers, settings.units
+    )
+    for activation in ("sigmoid", "relu", "tanh")
+    for name, make in INITIALIZERS.items()
+}
+
+# %% [markdown]
+# ## The histograms
+#
+# One figure per activation function: a row per initial-weight rule, a column per layer,
+# each panel the histogram of that layer's 100,000 activations (30 bins), with their
+# standard deviation in the corner. For ReLU, as in the book, the vertical axis is cut at
+# 7,000 (scaled to the number of samples): about half of all ReLU outputs are exactly 0, and
+# that one bar would otherwise flatten every other. Values outside the plotted range are
+# counted in the corner note.
+
+# %%
+RANGES = {"sigmoid": (0, 1), "relu": (0, 1), "tanh": (-1, 1)}
+
+
+def histogram_panels(activation):
+    low, high = RANGES[activation]
+    cap = 7000 * settings.samples * settings.units / 100_000 if activation == "relu" else None
+    panels = []
+    for name in INITIALIZERS:
+        for layer, values in enumerate(activations[activation, name], start=1):
+            outside = float(np.mean((values < low) | (values > high)))
+            note = f"std {values.std():.3g}" + (f"\n{outside:.0%} off the axis" if outside >= 0.01 else "")
+            panels.append(
+                {
+                    "title": f"{name}, layer {layer}",
+                    "hist": (values.ravel(), settings.bins, (low, high)),
+                    "ylim": (0, cap) if cap else None,
+                    "note": note,
+                    "hide_ticks": layer > 1,
+                }
             )
-        )
-    return LabResult(rows, figures, summary)
+    return panels
 
 
-LAB = Lab(
-    "weight_init_activation_histogram",
-    "per-layer activation histograms for sigmoid/ReLU/tanh under std 1, std 0.01, Xavier, He",
-    PRESETS,
-    run,
-    uses_dataset=False,
+for activation in RANGES:
+    lab.figure(
+        f"histogram_{activation}.png",
+        histogram_panels(activation),
+        ncols=settings.layers,
+        suptitle=f"{activation} activations per layer (rows: initial weights)",
+        panel_size=(2.6, 2.1),
+    )
+
+# %% [markdown]
+# ## The spread, layer by layer
+#
+# The standard deviation of each layer's activations, the number the histograms show
+# by their width:
+
+# %%
+spread = pd.DataFrame(
+    {(activation, name): [float(a.std()) for a in outputs] for (activation, name), outputs in activations.items()},
+    index=pd.RangeIndex(1, settings.layers + 1, name="layer"),
+).T
+spread.round(4)
+
+# %% [markdown]
+# ## What to notice
+#
+# - **sigmoid, std=1**: the activations pile up at 0 and 1, where the sigmoid's slope is
+#   almost 0: the gradients that backpropagation sends through these units vanish.
+# - **sigmoid, std=0.01**: everything sits near 0.5. The units all say the same thing; a
+#   hundred of them are worth one.
+# - **Xavier** keeps sigmoid and tanh spread through all five layers.
+# - **ReLU**: with std=0.01 the signal shrinks layer after layer to nothing; with Xavier it
+#   still narrows; **He** keeps the same spread in every layer. With std=1 it explodes (most
+#   values are off the plotted axis).
+#
+# This run's spread in the first and the last layer:
+
+# %%
+rows = [
+    {"variant": f"{activation}/{name}", "step": layer, "metric": metric, "value": value}
+    for (activation, name), outputs in activations.items()
+    for layer, a in enumerate(outputs, start=1)
+    for metric, value in (("activation_mean", float(a.mean())), ("activation_std", float(a.std())))
+]
+lab.finish(
+    rows,
+    {
+        "activation_std_last_layer": {
+            f"{activation}/{name}": round(float(outputs[-1].std()), 4)
+            for (activation, name), outputs in activations.items()
+        },
+        "layers": settings.layers,
+    },
 )
-
-if __name__ == "__main__":
-    sys.exit(main(LAB))
+spread[[1, settings.layers]].round(4)

@@ -1,8 +1,11 @@
-"""Every lab: output files, and the direction of the chapter's finding (digits, and real MNIST when present)."""
+"""Every lab: output files, typed settings, the command line, and the direction of the chapter's finding
+(digits, and real MNIST when present)."""
 
 import collections
-import importlib
+import dataclasses
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -10,8 +13,7 @@ import numpy as np
 import pytest
 from conftest import MNIST_DIR, ROOT
 
-from coursekit import reference, results
-from coursekit.experiment import main, run_lab
+from coursekit import lab, reference, results
 from labs import NAMES
 
 HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
@@ -23,21 +25,29 @@ DATASETS = [
 ]
 
 
-def lab(name):
-    return importlib.import_module(f"labs.{name}").LAB
-
-
 def run(name, tmp_path, preset="smoke", dataset="digits", seed=0, overrides=None):
-    out_dir, result = run_lab(
-        lab(name), preset=preset, dataset=dataset, out=tmp_path, seed=seed, verbose=0, overrides=overrides
-    )
-    rows = results.read_results(out_dir / "results.csv")
-    config = json.loads((out_dir / "config.json").read_text())
+    done = lab.run(name, preset=preset, dataset=dataset, out=tmp_path, seed=seed, verbose=0, overrides=overrides)
+    rows = results.load(done.out_dir).to_dict(orient="records")
+    config = json.loads((done.out_dir / "config.json").read_text())
     assert config["seed"] == seed and config["preset"] == preset
     assert {"backend", "device", "versions", "wall_time_s", "settings"} <= set(config)
-    for figure in result.figures:
-        assert (out_dir / figure.name).stat().st_size > 10_000
+    assert config["figures"] and all((done.out_dir / f).stat().st_size > 10_000 for f in config["figures"])
+    assert_summary_is_data(config["summary"])
     return rows, config
+
+
+def assert_summary_is_data(summary):
+    """config.json's summary: snake_case keys, and numbers (in lists and dicts), never prose."""
+
+    def numbers(value):
+        if isinstance(value, dict):
+            return all(numbers(v) for v in value.values())
+        if isinstance(value, list):
+            return all(numbers(v) or isinstance(v, str) for v in value)  # lists may name things (diverged variants)
+        return value is None or isinstance(value, (int, float))
+
+    assert summary and all(re.fullmatch(r"[a-z0-9_]+", key) for key in summary), list(summary)
+    assert all(numbers(value) for value in summary.values()), summary
 
 
 def series(rows, metric):
@@ -158,7 +168,7 @@ def test_dropout_narrows_the_gap(tmp_path, dataset):
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_hyperparameter_search_prefers_learning_rates_near_1e_2(tmp_path, dataset):
     _, config = run("hyperparameter_optimization", tmp_path, dataset=dataset)
-    with open(tmp_path / "hyperparameter_optimization" / "trials.csv") as handle:
+    with open(tmp_path / "hyperparameter_optimization" / "search" / "trials.csv") as handle:
         trials = list(__import__("csv").DictReader(handle))
     assert len(trials) == 12 and all(t["status"] == "COMPLETED" for t in trials)
     lrs = np.log10([float(t["learning_rate"]) for t in trials])
@@ -166,20 +176,22 @@ def test_hyperparameter_search_prefers_learning_rates_near_1e_2(tmp_path, datase
     assert lrs[np.argmax(val)] > -3  # the best trial's learning rate is in the top decade
     # Trials with large learning rates learn; those below 1e-4 stay near chance (0.1).
     assert val[lrs > -3].mean() > val[lrs < -4].mean() + 0.05
-    assert config["summary"]["test_accuracy"] > 0
+    assert config["summary"]["test_accuracy_of_best"] > 0
+    assert config["search"]["settings"]["trials"] == 12 and config["search"]["summary"]["completed"] == 12
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
-    naive = lab("optimizer_compare_naive")
-    assert main(lab("overfit_dropout"), ["--dataset", "cifar", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "overfit_dropout: error: Unknown dataset 'cifar'; valid names: mnist, fashion_mnist, digits, auto, idx:PATH"
-    )
-    for argv in (["--preset", "huge"], ["--seed", "-3"], ["--seed", "abc"]):
-        with pytest.raises(SystemExit) as exit_info:
-            main(naive, argv)
-        assert exit_info.value.code == 2
-        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+def test_settings_are_typed_and_the_smoke_preset_derives_from_the_full_one(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Example(lab.Settings):
+        epochs: int = 20
+        hidden_sizes: tuple = (100, 100)
+
+    made = lab.presets(Example(), epochs=2)
+    assert made["smoke"] == Example(epochs=2, hidden_sizes=(100, 100)) and made["full"].epochs == 20
+    with pytest.raises(ValueError, match="unknown setting.*epoch.*valid: epochs, hidden_sizes"):
+        Example().replace(epoch=3)
+    with pytest.raises(ValueError, match="unknown setting.*learning_rat"):
+        run("overfit_dropout", tmp_path, overrides={"learning_rat": 0.1})
 
 
 def test_labs_listing_names_every_lab():
@@ -194,6 +206,12 @@ def test_labs_listing_names_every_lab():
     [
         (["labs.overfit_dropout", "--dataset", "cifar"], "overfit_dropout: error: Unknown dataset 'cifar'"),
         (["labs.batch_norm_test", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+        (
+            ["labs.weight_init_compare", "--dataset", "idx:/nowhere"],
+            "weight_init_compare: error: idx dataset folder not found",
+        ),
+        (["labs", "all", "--seed", "-1"], "argument --seed: expected a non-negative integer, not '-1'"),
+        (["labs", "nonsense"], "labs: error: unknown lab 'nonsense'"),
         (
             ["tuning", "--trials", "0"],
             "python -m tuning: error: argument --trials: expected a positive integer, not '0'",
@@ -223,5 +241,26 @@ def test_full_presets_reproduce_the_reference_findings(tmp_path):
             by_scale[float(row["weight_scale"])][row["variant"]] = float(row["value"])
     assert sum(s["bn"] > s["plain"] for s in by_scale.values()) >= 12  # the reference: 14 of 16
     _, config = run("hyperparameter_optimization", tmp_path, preset="full", dataset=dataset)
-    low, high = config["summary"]["learning_rate range of trials with val_accuracy >= 0.6"]
+    low, high = config["summary"]["learning_rate_range_of_those"]
     assert 1e-3 < low and high <= 1e-2
+
+
+def test_a_lab_runs_with_a_student_implementation(tmp_path):
+    folder = tmp_path / "impl" / "coursekit"
+    folder.mkdir(parents=True)
+    for name in ("optimizers.py", "initializers.py", "layers.py", "regularizers.py"):
+        shutil.copy(ROOT / "coursekit" / name, folder / name)
+    text = (folder / "optimizers.py").read_text()
+    old = "self.assign_sub(variable, ops.multiply(gradient, lr))"
+    (folder / "optimizers.py").write_text(
+        text.replace(old, "self.assign_sub(variable, ops.multiply(gradient, 0.5 * lr))")
+    )
+    command = [sys.executable, "-m", "labs.optimizer_compare_naive", "--implementation", str(folder.parent)]
+    result = subprocess.run(
+        [*command, "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((tmp_path / "out" / "optimizer_compare_naive" / "config.json").read_text())
+    assert config["implementation"] == str(folder.parent)
+    assert config["summary"]["final_position"]["SGD"] != [-0.3504, 0.0848]  # the half-speed SGD moved less
+    assert config["summary"]["final_position"]["Adam"] == [0.136, 0.3182]

@@ -29,8 +29,19 @@ def test_results_csv_round_trip_with_factor_columns(tmp_path):
     rows = [{"variant": "bn", "weight_scale": 0.01, "step": 1, "metric": "train_accuracy", "value": np.float32(0.5)}]
     path = results.write_results(tmp_path / "out" / "results.csv", rows, extra_columns=["weight_scale"])
     assert path.read_text().splitlines()[0] == "variant,weight_scale,step,metric,value"
-    [row] = results.read_results(path)
-    assert row["value"] == 0.5 and row["step"] == 1
+    frame = results.load(path.parent)
+    assert frame.to_dict(orient="records") == [
+        {"variant": "bn", "weight_scale": 0.01, "step": 1, "metric": "train_accuracy", "value": 0.5}
+    ]
+    assert str(frame["step"].dtype) == "int64" and str(frame["value"].dtype) == "float64"
+    with pytest.raises(OSError, match="no results file"):
+        results.load(tmp_path / "nowhere")
+
+
+def test_json_is_strict_nan_becomes_null(tmp_path):
+    path = results.write_json(tmp_path / "config.json", {"loss": float("nan"), "values": [np.float32(1.5), np.inf]})
+    assert json.loads(path.read_text()) == {"loss": None, "values": [1.5, None]}
+    assert "NaN" not in path.read_text()
 
 
 def test_write_atomic_leaves_no_partial_file(tmp_path):

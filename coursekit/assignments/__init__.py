@@ -1,4 +1,4 @@
-"""Lab assignments: student versions of the components, and their autograder.
+"""Lab assignments: a student edition of the kit, checks students run, and a grader that cannot be fooled.
 
 The reference sources mark what a student writes with
 
@@ -7,17 +7,23 @@ The reference sources mark what a student writes with
     <solution code>
     # <<< exercise NAME
 
-`make_student_package(DIR)` writes the component files to DIR/coursekit/ with each
-solution replaced by its TODO block and `raise NotImplementedError`. `grade(DIR)`
-holds the student's classes against `coursekit.reference` (see `checks`), one
-exercise per subprocess, every check under a time limit.
+The student edition (`python -m coursekit.assignments make DIR`) is the whole kit with every
+solution replaced by its TODO block and `raise NotImplementedError("exercise NAME is not
+implemented yet ...")`, plus `assignment.ipynb`. Only the code between the markers is the
+student's: `blocks` reads it out of a file or a notebook, `splice` writes it into a file.
 
-    python -m coursekit.assignments make DIR
-    python -m coursekit.assignments grade DIR [--json FILE]
+    from coursekit.assignments import check, check_all   # in the student's notebook
+    python -m coursekit.assignments grade DIR [--json FILE] [--gradescope FILE]
+    python -m coursekit.assignments autograder autograder.zip
+
+See `grader` (how grading works), `exercises` (the checks) and `edition` (the student edition,
+the notebook and the Gradescope autograder).
 """
 
+import ast
 import pathlib
 import re
+import textwrap
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
 STUDENT_FILES = ("optimizers.py", "initializers.py", "layers.py", "regularizers.py")
@@ -30,64 +36,144 @@ def exercises_in(text):
     return [m.group(2) for m in map(_OPEN.match, text.splitlines()) if m]
 
 
-def student_version(text):
-    """`text` with every exercise's solution replaced by its TODO block and a raise.
+def _owners(text):
+    """{exercise: "Class.method"} from the definitions that enclose each marker."""
+    owners, tree = {}, ast.parse(text)
+    names = {index + 1: m.group(2) for index, m in enumerate(map(_OPEN.match, text.splitlines())) if m}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    for line, name in names.items():
+                        if item.lineno <= line <= item.end_lineno:
+                            owners[name] = f"{node.name}.{item.name}"
+    return owners
 
-    Returns (student text, removed solution lines).
-    """
-    out, removed, current, in_todo = [], [], None, False
+
+def _parse(text):
+    """[(kind, payload, line)] with kind "text", or "block" and payload (name, indent, body lines)."""
+    parts, current = [], None
     for line in text.splitlines(keepends=True):
         opened, closed = _OPEN.match(line), _CLOSE.match(line)
         if opened:
             if current:
-                raise ValueError(f"exercise {opened.group(2)!r} opens inside exercise {current!r}")
-            current, indent, in_todo = opened.group(2), opened.group(1), True
-            out.append(line)
+                raise ValueError(f"exercise {opened.group(2)!r} opens inside exercise {current[0]!r}")
+            parts.append(("text", line))
+            current = (opened.group(2), opened.group(1), [])
         elif closed:
-            if closed.group(1) != current:
-                raise ValueError(f"exercise marker mismatch: closing {closed.group(1)!r} inside {current!r}")
-            out.append(f'{indent}raise NotImplementedError("exercise {current}: write your code here")\n')
-            out.append(line)
+            if current is None or closed.group(1) != current[0]:
+                raise ValueError(f"exercise marker mismatch: closing {closed.group(1)!r}")
+            parts.append(("block", current))
+            parts.append(("text", line))
             current = None
-        elif current and in_todo and line.strip().startswith("#"):
-            out.append(line)
         elif current:
-            in_todo = False
-            if line.strip():
-                removed.append(line.strip())
+            current[2].append(line)
         else:
-            out.append(line)
+            parts.append(("text", line))
     if current:
-        raise ValueError(f"exercise {current!r} is never closed")
-    return "".join(out), removed
+        raise ValueError(f"exercise {current[0]!r} is never closed")
+    return parts
+
+
+def blocks(text):
+    """{exercise: its code} in a source text, dedented (what the student wrote between the markers)."""
+    found = {}
+    for kind, part in _parse(text):
+        if kind == "block":
+            name, _, lines = part
+            found[name] = textwrap.dedent("".join(lines))
+    return found
+
+
+def splice(text, bodies):
+    """`text` with the blocks named in `bodies` ({exercise: code}) replaced, re-indented to their markers."""
+    out, unknown = [], set(bodies) - set(exercises_in(text))
+    if unknown:
+        raise ValueError(f"no exercise {sorted(unknown)} in this file")
+    for kind, part in _parse(text):
+        if kind == "text":
+            out.append(part)
+            continue
+        name, indent, lines = part
+        if name not in bodies:
+            out.extend(lines)
+            continue
+        body = textwrap.dedent(bodies[name]).strip("\n")
+        if _OPEN.search(body) or any(_OPEN.match(line) or _CLOSE.match(line) for line in body.splitlines()):
+            raise ValueError(f"exercise {name}: the code may not contain exercise markers")
+        out.extend(f"{indent}{line}\n" if line.strip() else "\n" for line in body.splitlines())
+    return "".join(out)
+
+
+def not_implemented_line(name, filename, owner):
+    return f'raise NotImplementedError("exercise {name} is not implemented yet: write it in coursekit/{filename} ({owner})")'
+
+
+def student_version(text, filename="?"):
+    """`text` with every exercise's solution replaced by its TODO comments and a raise.
+
+    Returns (student text, removed solution lines).
+    """
+    owners, bodies, removed = _owners(text), {}, []
+    for name, body in blocks(text).items():
+        lines = body.splitlines()
+        todo = []
+        for line in lines:
+            if not line.strip().startswith("#"):
+                break
+            todo.append(line)
+        removed += [line.strip() for line in lines[len(todo) :] if line.strip()]
+        bodies[name] = "\n".join([*todo, not_implemented_line(name, filename, owners.get(name, "?"))])
+    return splice(text, bodies), removed
+
+
+def templates():
+    """{exercise: (component file, Class.method, the blank body a student starts from)}."""
+    out = {}
+    for filename in STUDENT_FILES:
+        text = (PACKAGE_DIR / filename).read_text()
+        blank, _ = student_version(text, filename)
+        owners = _owners(text)
+        for name, body in blocks(blank).items():
+            out[name] = (filename, owners.get(name, "?"), body)
+    return out
+
+
+def is_template(code, template):
+    """True when `code` is still the untouched TODO block (whitespace aside)."""
+
+    def normal(text):
+        return [line.rstrip() for line in textwrap.dedent(text).strip().splitlines()]
+
+    return normal(code) == normal(template)
 
 
 def make_student_package(folder):
-    """Write the student component files under `folder`/coursekit/; returns the exercise names."""
+    """Write only the blank component files under `folder`/coursekit/ (see `edition` for the whole kit)."""
     target = pathlib.Path(folder) / "coursekit"
     target.mkdir(parents=True, exist_ok=True)
     names = []
     for filename in STUDENT_FILES:
         text = (PACKAGE_DIR / filename).read_text()
-        student, _ = student_version(text)
-        (target / filename).write_text(student)
+        (target / filename).write_text(student_version(text, filename)[0])
         names += exercises_in(text)
-    (pathlib.Path(folder) / "README.md").write_text(_STUDENT_README.format(exercises=", ".join(names)))
     return names
 
 
-_STUDENT_README = """# coursekit lab assignment
+def check(*exercises, folder=None):
+    """Run the public checks of `exercises` (default: all) on this kit's components; see `grader.check`."""
+    from coursekit.assignments.grader import check as run
 
-Fill in the TODO blocks in `coursekit/*.py` (exercises: {exercises}). Each TODO says
-what to compute, which variables to update and the course's conventions; the class
-docstrings state the formulas. Use `keras.ops` only, and write variables through
-`self.assign`, `self.assign_add`, `self.assign_sub` in optimizers.
+    return run(*exercises, folder=folder)
 
-Check your work (from the course kit's folder):
 
-    python -m coursekit.assignments grade PATH/TO/THIS/FOLDER
+def check_all(folder=None):
+    """Every exercise's public checks, as a table."""
+    return check(folder=folder)
 
-Run a lab with your own components, e.g. to see your optimizers' paths:
 
-    python -m labs.optimizer_compare_naive --implementation PATH/TO/THIS/FOLDER
-"""
+def run_lab(name, preset="smoke"):
+    """Run a lab in a fresh process with the components as they are now, and show its figures (notebooks)."""
+    from coursekit.assignments.notebook import run_lab as run
+
+    return run(name, preset)
