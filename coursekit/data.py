@@ -58,6 +58,12 @@ class Dataset:
     def num_classes(self):
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
+    def split(self, name):
+        """`(x, y)` of the split "train", "val" or "test"."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"Unknown split {name!r}; valid: train, val, test")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
     def summary(self):
         """Sizes and source as a dict, for config.json."""
         return {

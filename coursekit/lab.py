@@ -307,7 +307,11 @@ def run(name, *, preset="full", dataset="auto", out="results", seed=0, show=Fals
     _PENDING[:] = [Options(preset, dataset, out, seed, show, verbose, dict(overrides or {}))]
     _LAST.clear()
     try:
-        runpy.run_module(f"labs.{name}", run_name="__main__")
+        from labs import FOLDER, NAMES
+
+        if name not in NAMES:
+            raise ValueError(f"unknown lab {name!r}; valid: {', '.join(NAMES)}")
+        runpy.run_path(str(FOLDER / f"{name}.py"), run_name="__main__")
     finally:
         _PENDING.clear()
     return _LAST[0]

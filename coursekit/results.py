@@ -104,6 +104,24 @@ def load(path):
     return frame
 
 
+def final_accuracies(histories, train="train_accuracy", test="test_accuracy"):
+    """Each variant's last training and test accuracy and their gap (train - test), as a DataFrame."""
+    import pandas as pd
+
+    frame = pd.DataFrame({name: {"train": h.final(train), "test": h.final(test)} for name, h in histories.items()}).T
+    frame["gap"] = frame["train"] - frame["test"]
+    return frame
+
+
+def late_mean_loss(histories, fraction=0.1):
+    """Each variant's mean minibatch loss over the last `fraction` of its updates, as a pandas Series."""
+    import pandas as pd
+
+    tail = max(int(len(next(iter(histories.values())).losses) * fraction), 1)
+    means = {name: float(np.mean(h.losses[-tail:])) for name, h in histories.items()}
+    return pd.Series(means, name=f"mean loss, last {tail} updates")
+
+
 def load_json(path):
     """A config.json (or any JSON the kit wrote) as a dict."""
     with open(path) as handle:

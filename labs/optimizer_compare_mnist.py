@@ -12,10 +12,9 @@
 # %%
 import dataclasses
 
-import numpy as np
 import pandas as pd
 
-from coursekit import optimizers
+from coursekit import optimizers, results
 from coursekit.lab import Settings, presets, start
 from coursekit.models import multilayer_net
 from coursekit.plots import loss_panel
@@ -87,13 +86,12 @@ lab.figure("loss.png", [loss_panel(histories, title="optimizer comparison", ylim
 # The mean minibatch loss over the last 10% of the updates, for each optimizer:
 
 # %%
-tail = max(lab.settings.iterations // 10, 1)
-late_loss = {name: float(np.mean(history.losses[-tail:])) for name, history in histories.items()}
+late_loss = results.late_mean_loss(histories, fraction=0.1)
 lab.finish(
     history_rows(histories),
-    {"mean_loss_of_last_iterations": {k: round(v, 4) for k, v in late_loss.items()}, "last_iterations": tail},
+    {"mean_loss_of_last_iterations": late_loss.round(4).to_dict(), "last_iterations": lab.settings.iterations // 10},
 )
-pd.Series(late_loss, name=f"mean loss, last {tail} updates").to_frame().round(4)
+late_loss.to_frame().round(4)
 
 # %% [markdown]
 # ## What to notice
@@ -105,5 +103,4 @@ pd.Series(late_loss, name=f"mean loss, last {tail} updates").to_frame().round(4)
 #   slowest, the other three far lower" is the finding.
 
 # %%
-slowest = max(late_loss, key=late_loss.get)
-print(f"Slowest: {slowest}, {late_loss[slowest] / min(late_loss.values()):.0f}x the lowest final loss.")
+print(f"Slowest: {late_loss.idxmax()}, {late_loss.max() / late_loss.min():.0f}x the lowest final loss.")

@@ -16,7 +16,7 @@ import dataclasses
 
 import pandas as pd
 
-from coursekit import optimizers
+from coursekit import optimizers, results
 from coursekit.lab import Settings, presets, start
 from coursekit.models import multilayer_net
 from coursekit.plots import accuracy_panel
@@ -70,10 +70,7 @@ histories = lab.train(
     variants,
     dataset,
     epochs=lab.settings.epochs,
-    eval_sets={
-        "train_accuracy": (dataset.x_train, dataset.y_train),
-        "test_accuracy": (dataset.x_test, dataset.y_test),
-    },
+    eval_sets={"train_accuracy": dataset.split("train"), "test_accuracy": dataset.split("test")},
 )
 
 # %% [markdown]
@@ -86,10 +83,7 @@ lab.figure("accuracy.png", [accuracy_panel(histories, title=f"Dropout (ratio {ra
 # ## The gap between training and test accuracy at the end
 
 # %%
-final = pd.DataFrame(
-    {name: {"train": h.final("train_accuracy"), "test": h.final("test_accuracy")} for name, h in histories.items()}
-).T
-final["gap"] = final["train"] - final["test"]
+final = results.final_accuracies(histories)
 lab.finish(
     history_rows(histories, record_loss=False),
     {"final_accuracy": final.round(4).to_dict(orient="index")},

@@ -1,12 +1,13 @@
 """keras-tuner hyperparameter search for the chapter: `python -m tuning --help`.
 
 `run_search(settings, out_dir)` runs (or resumes) a search and writes its report.
-The package imports Keras lazily, so that `python -m tuning` can pick the backend first.
+Importing the package changes nothing global and imports Keras lazily.
 """
 
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if sys.argv[:1] == ["-m"]:  # Python sets argv[0] to "-m" only while it starts `python -m tuning`
+    import coursekit  # noqa: F401  (starts Keras quietly: see coursekit/__init__.py)
 
 __all__ = ["SearchSettings", "run_search"]
 
