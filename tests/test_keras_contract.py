@@ -225,7 +225,10 @@ def test_batchnorm_gradients_equal_keras(rng, case):
 
     def gradients(layer):
         inputs = keras.Variable(x)
-        loss = lambda: ops.sum(layer(inputs.value, training=True, mask=mask) * upstream)  # noqa: E731
+
+        def loss():
+            return ops.sum(layer(inputs.value, training=True, mask=mask) * upstream)
+
         return autodiff_gradients(loss, [inputs, *layer.trainable_weights])
 
     for got, want in zip(gradients(ours), gradients(theirs), strict=True):
