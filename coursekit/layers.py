@@ -28,6 +28,16 @@ class BatchNorm(keras.layers.Layer):
     `mu` and `var`. Under a mixed-precision policy the statistics are computed
     in float32 and the output is cast back to the compute dtype.
 
+    Masks (e.g. from `keras.layers.Masking`) are handled as by
+    `keras.layers.BatchNormalization`: in training, `mu` and `var` are taken over
+    the unmasked entries only (a batch with no unmasked entry gives 0 and 0);
+    every entry is then normalised with them. The mask has one axis less than
+    the inputs and is broadcast along their last axis.
+
+    The constructor takes `keras.layers.BatchNormalization`'s arguments (all but
+    `synchronized` and the Batch Renormalization ones, `renorm*`), with the
+    course's defaults: momentum 0.9, epsilon 1e-6, moving variance starting at 0.
+
     Implementation note: the math goes through `ops.moments` and
     `ops.batch_normalization`, which compute exactly the formulas above with the
     kernels Keras' own layer uses. On TensorFlow they fold the normalisation into one
@@ -39,8 +49,17 @@ class BatchNorm(keras.layers.Layer):
         axis: Integer, the features (channels) axis. Defaults to `-1`.
         momentum: Float in [0, 1), the moving-average factor. Defaults to `0.9`.
         epsilon: Float > 0 added to the variance. Defaults to `1e-6`.
+        center: Bool, add the offset `beta` (else no `beta` weight). Defaults to `True`.
+        scale: Bool, multiply by `gamma` (else no `gamma` weight). Defaults to `True`.
+        beta_initializer: Initializer of `beta`. Defaults to `"zeros"`.
+        gamma_initializer: Initializer of `gamma`. Defaults to `"ones"`.
+        moving_mean_initializer: Starting moving mean. Defaults to `"zeros"`.
         moving_variance_initializer: Starting moving variance. Defaults to
             `"zeros"`, as in the reference code (Keras' own layer uses ones).
+        beta_regularizer: Optional regularizer of `beta`. Defaults to `None`.
+        gamma_regularizer: Optional regularizer of `gamma`. Defaults to `None`.
+        beta_constraint: Optional constraint on `beta`. Defaults to `None`.
+        gamma_constraint: Optional constraint on `gamma`. Defaults to `None`.
         **kwargs: Base layer keyword arguments (`name`, `dtype`, `trainable`).
     """
 
@@ -49,15 +68,36 @@ class BatchNorm(keras.layers.Layer):
         axis=-1,
         momentum=0.9,
         epsilon=1e-6,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
         moving_variance_initializer="zeros",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.axis = int(axis)
         self.momentum = float(check_fraction("momentum", momentum))
         self.epsilon = float(check_positive("epsilon", epsilon))
+        for flag, value in (("center", center), ("scale", scale)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{flag}` must be True or False; received {flag}={value!r}")
+        self.center, self.scale = center, scale
+        self.beta_initializer = keras.initializers.get(beta_initializer)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+        self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = keras.initializers.get(moving_variance_initializer)
+        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
+        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
+        self.beta_constraint = keras.constraints.get(beta_constraint)
+        self.gamma_constraint = keras.constraints.get(gamma_constraint)
         self.supports_masking = True
+        self.gamma = self.beta = None
 
     def build(self, input_shape):
         rank = len(input_shape)
@@ -71,23 +111,41 @@ class BatchNorm(keras.layers.Layer):
             )
         self._reduction_axes = [i for i in range(rank) if i != self._axis]
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self._axis: features})
-        shape = (features,)
-        weight = dict(shape=shape, autocast=False)
-        self.gamma = self.add_weight(name="gamma", initializer="ones", **weight)
-        self.beta = self.add_weight(name="beta", initializer="zeros", **weight)
-        self.moving_mean = self.add_weight(name="moving_mean", initializer="zeros", trainable=False, **weight)
+        weight = dict(shape=(features,), autocast=False)
+        if self.scale:
+            self.gamma = self.add_weight(
+                name="gamma",
+                initializer=self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+                **weight,
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                name="beta",
+                initializer=self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+                **weight,
+            )
+        self.moving_mean = self.add_weight(
+            name="moving_mean", initializer=self.moving_mean_initializer, trainable=False, **weight
+        )
         self.moving_variance = self.add_weight(
-            name="moving_variance",
-            initializer=self.moving_variance_initializer,
-            trainable=False,
-            **weight,
+            name="moving_variance", initializer=self.moving_variance_initializer, trainable=False, **weight
         )
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
+            raise ValueError(
+                "BatchNorm's mask must have one axis less than its inputs; "
+                f"received mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
+            )
         x = inputs
         if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
             x = ops.cast(x, "float32")  # statistics in float32 under mixed precision
-        gamma, beta = ops.cast(self.gamma, x.dtype), ops.cast(self.beta, x.dtype)
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
         if training and self.trainable:
             # >>> exercise batchnorm
             # TODO: over the axes self._reduction_axes (all but the features axis):
@@ -97,7 +155,19 @@ class BatchNorm(keras.layers.Layer):
             #   moving_variance = momentum * moving_variance + (1 - momentum) * var
             #   Write the moving statistics with self.moving_mean.assign(...) etc. Use keras.ops;
             #   gamma, beta broadcast along the last axis (axis=-1 inputs).
-            mean, variance = ops.moments(x, axes=self._reduction_axes)
+            #   Optional, not graded (as Keras' BatchNormalization): gamma is None when scale=False
+            #   and beta is None when center=False (leave that factor or term out); with a `mask`
+            #   (one axis less than x, true where an entry counts; broadcast it along x's last axis),
+            #   mu and var are taken over the unmasked entries only (0 and 0 if there are none).
+            if mask is not None:
+                kept = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
+                axes = self._reduction_axes
+                count = ops.maximum(ops.sum(ops.cast(kept, x.dtype), axis=axes, keepdims=True), 1.0)
+                mean = ops.sum(ops.where(kept, x, 0.0), axis=axes, keepdims=True) / count
+                variance = ops.sum(ops.where(kept, ops.square(x - mean), 0.0), axis=axes, keepdims=True) / count
+                mean, variance = ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
+            else:
+                mean, variance = ops.moments(x, axes=self._reduction_axes)
             self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
             self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
             outputs = ops.batch_normalization(
@@ -126,7 +196,16 @@ class BatchNorm(keras.layers.Layer):
                 "axis": self.axis,
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "beta_initializer": keras.initializers.serialize(self.beta_initializer),
+                "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": keras.initializers.serialize(self.moving_mean_initializer),
                 "moving_variance_initializer": keras.initializers.serialize(self.moving_variance_initializer),
+                "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": keras.constraints.serialize(self.beta_constraint),
+                "gamma_constraint": keras.constraints.serialize(self.gamma_constraint),
             }
         )
         return config

@@ -21,7 +21,12 @@ _PACKAGE = "coursekit"
 
 
 class _CourseOptimizer(keras.optimizers.Optimizer):
-    """Shared base: validates the learning rate and names the state slots."""
+    """Shared base: validates the learning rate and names the state slots.
+
+    An optimizer created without a `name` is named as Keras names its own: the
+    snake_case class name, made unique by Keras (`"sgd"`, `"sgd_1"`, `"adam"`,
+    `"ada_grad"`, `"rm_sprop"`).
+    """
 
     def __init__(self, learning_rate, name=None, **kwargs):
         check_non_negative("learning_rate", learning_rate)
@@ -61,13 +66,15 @@ class SGD(_CourseOptimizer):
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`
             or a callable returning the rate. Defaults to `0.01`.
-        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`,
+        name: String, the optimizer's name. Defaults to `None`: Keras' automatic
+            name (`"sgd"`, then `"sgd_1"`, ...).
+        **kwargs: `weight_decay`, `clipnorm`, `clipvalue`,
             `global_clipnorm`, `use_ema`, `ema_momentum`,
             `ema_overwrite_frequency`, `loss_scale_factor`,
             `gradient_accumulation_steps`, as in `keras.optimizers.Optimizer`.
     """
 
-    def __init__(self, learning_rate=0.01, name="SGD", **kwargs):
+    def __init__(self, learning_rate=0.01, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -100,7 +107,7 @@ class Momentum(_CourseOptimizer):
         **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, name="Momentum", **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.9, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum = check_fraction("momentum", momentum)
 
@@ -153,7 +160,7 @@ class Nesterov(Momentum):
         **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, name="Nesterov", **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.9, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, momentum=momentum, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -205,7 +212,7 @@ class AdaGrad(_CourseOptimizer):
         learning_rate=0.01,
         initial_accumulator_value=0.0,
         epsilon=1e-7,
-        name="AdaGrad",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -266,7 +273,7 @@ class RMSprop(_CourseOptimizer):
         **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
     """
 
-    def __init__(self, learning_rate=0.01, rho=0.99, epsilon=1e-7, name="RMSprop", **kwargs):
+    def __init__(self, learning_rate=0.01, rho=0.99, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.rho = check_fraction("rho", rho)
         self.epsilon = check_positive("epsilon", epsilon)
@@ -318,12 +325,16 @@ class Adam(_CourseOptimizer):
     ```
 
     Step for step equal to `keras.optimizers.Adam` (same epsilon placement).
+    With `amsgrad=True` (Keras' AMSGrad variant, not part of the course) the
+    step divides by the running maximum of `v` instead:
+    `v_max = maximum(v_max, v); W = W - lr_t * m / (sqrt(v_max) + epsilon)`.
 
     Args:
         learning_rate: A float, schedule or callable. Defaults to `0.001`.
         beta_1: Float in [0, 1), decay of the first moment. Defaults to `0.9`.
         beta_2: Float in [0, 1), decay of the second moment. Defaults to `0.999`.
         epsilon: Float > 0. Defaults to `1e-7`.
+        amsgrad: Bool, use the AMSGrad variant. Defaults to `False` (the course's Adam).
         **kwargs: The keyword arguments of `keras.optimizers.Optimizer`.
     """
 
@@ -333,13 +344,17 @@ class Adam(_CourseOptimizer):
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-7,
-        name="Adam",
+        amsgrad=False,
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.beta_1 = check_fraction("beta_1", beta_1)
         self.beta_2 = check_fraction("beta_2", beta_2)
         self.epsilon = check_positive("epsilon", epsilon)
+        if not isinstance(amsgrad, bool):
+            raise ValueError(f"`amsgrad` must be True or False; received amsgrad={amsgrad!r}")
+        self.amsgrad = amsgrad
 
     def build(self, variables):
         if self.built:
@@ -348,6 +363,8 @@ class Adam(_CourseOptimizer):
         self.first_moments, self.second_moments = self.add_optimizer_variables(
             variables, ["first_moment", "second_moment"]
         )
+        if self.amsgrad:
+            self.max_second_moments = self.add_optimizer_variables(variables, "max_second_moment")
 
     def update_step(self, gradient, variable, learning_rate):
         # >>> exercise adam
@@ -357,6 +374,9 @@ class Adam(_CourseOptimizer):
         #   W = W - lr_t * m / (sqrt(v) + epsilon)                    (epsilon OUTSIDE the root)
         #   m and v are self._slot(self.first_moments, variable) and
         #   self._slot(self.second_moments, variable). Cast t to variable.dtype.
+        #   Optional, not graded (the course's Adam has amsgrad=False): Keras' AMSGrad variant.
+        #   If self.amsgrad, keep the running maximum v_max = maximum(v_max, v) in
+        #   self._slot(self.max_second_moments, variable) and divide by sqrt(v_max) instead of sqrt(v).
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         step = ops.cast(self.iterations + 1, variable.dtype)
@@ -367,6 +387,10 @@ class Adam(_CourseOptimizer):
         v = self._slot(self.second_moments, variable)
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        if self.amsgrad:
+            v_max = self._slot(self.max_second_moments, variable)
+            self.assign(v_max, ops.maximum(v_max, v))
+            v = v_max
         self.assign_sub(
             variable,
             ops.divide(ops.multiply(m, lr_t), ops.add(ops.sqrt(v), self.epsilon)),
@@ -380,6 +404,7 @@ class Adam(_CourseOptimizer):
                 "beta_1": self.beta_1,
                 "beta_2": self.beta_2,
                 "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad,
             }
         )
         return config

@@ -40,17 +40,6 @@ def test_matches_numpy_reference_in_training_and_inference(rng):
     np.testing.assert_allclose(as_numpy(layer(x, training=False)), want, rtol=1e-4, atol=1e-4)
 
 
-def test_matches_keras_batchnormalization_in_training_mode(rng):
-    x = rng.normal(size=(16, 4, 4, 3)).astype("float32") * 2 + 1
-    ours = BatchNorm(momentum=0.9, epsilon=1e-3, moving_variance_initializer="ones")
-    theirs = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
-    for _ in range(2):
-        np.testing.assert_allclose(as_numpy(ours(x, training=True)), as_numpy(theirs(x, training=True)), atol=1e-5)
-    np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), atol=1e-6)
-    np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), atol=1e-6)
-    np.testing.assert_allclose(as_numpy(ours(x)), as_numpy(theirs(x)), atol=1e-5)
-
-
 def test_training_flag_semantics(rng):
     x = rng.normal(size=(8, 3)).astype("float32") + 5
     layer = BatchNorm()
@@ -123,8 +112,60 @@ def test_batchnorm_bad_arguments():
         BatchNorm(momentum=1.5)
     with pytest.raises(ValueError, match=r"epsilon.*0"):
         BatchNorm(epsilon=0)
+    with pytest.raises(ValueError, match=r"center.*'no'"):
+        BatchNorm(center="no")
     with pytest.raises(ValueError, match="axis=3 is out of range"):
         BatchNorm(axis=3)(np.zeros((2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"mask.*one axis less.*mask.shape=\(4, 3\)"):
+        BatchNorm()(np.zeros((4, 3), "float32"), training=True, mask=np.ones((4, 3), bool))
+
+
+def test_batchnorm_defaults_are_the_course_s_and_keras_options_act(rng):
+    config = BatchNorm().get_config()
+    assert (config["momentum"], config["epsilon"], config["center"], config["scale"]) == (0.9, 1e-6, True, True)
+    assert config["moving_variance_initializer"]["class_name"] == "Zeros"
+    x = rng.normal(size=(16, 4)).astype("float32") * 2 + 3
+    layer = BatchNorm(center=False, scale=False, moving_mean_initializer="ones", beta_regularizer="l2")
+    y = as_numpy(layer(x, training=True))
+    assert layer.gamma is None and layer.beta is None and not layer.trainable_weights and not layer.losses
+    np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-6), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.9 + 0.1 * x.mean(0), rtol=1e-5)
+    layer = BatchNorm(gamma_initializer=keras.initializers.Constant(2.0), gamma_regularizer=keras.regularizers.L2(0.5))
+    layer.build(x.shape)
+    np.testing.assert_allclose(as_numpy(layer.losses[0]), 0.5 * 4 * 2.0**2)
+    restored = BatchNorm.from_config(layer.get_config())
+    assert restored.get_config() == layer.get_config()
+
+
+def test_batchnorm_statistics_ignore_masked_entries(rng):
+    """Training statistics over the unmasked entries only; every entry is normalised with them."""
+    x = (rng.normal(size=(6, 7, 4)) * 3 + 2).astype("float32")
+    x[:, 4:, :] = 100.0  # padding, masked out
+    mask = np.zeros((6, 7), bool)
+    mask[:, :4] = True
+    layer = BatchNorm(momentum=0.0)
+    y = as_numpy(layer(x, training=True, mask=mask))
+    kept = x[:, :4, :].reshape(-1, 4)
+    mean, var = kept.mean(axis=0), kept.var(axis=0)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), var, rtol=1e-5)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-6), rtol=1e-4, atol=1e-4)
+    # Inference ignores the mask (moving statistics); a batch with nothing unmasked gives 0 and 0.
+    np.testing.assert_allclose(as_numpy(layer(x, mask=mask)), as_numpy(layer(x)))
+    layer(x, training=True, mask=np.zeros((6, 7), bool))
+    assert np.all(layer.moving_mean.numpy() == 0) and np.all(layer.moving_variance.numpy() == 0)
+
+
+def test_batchnorm_masked_statistics_in_float32_under_mixed_precision(rng):
+    keras.config.set_dtype_policy("mixed_float16")
+    x = (rng.normal(size=(8, 5, 3)) * 300).astype("float16")  # x**2 overflows float16
+    mask = np.arange(5) < 3
+    mask = np.broadcast_to(mask, (8, 5))
+    layer = BatchNorm(momentum=0.0)
+    y = layer(x, training=True, mask=mask)
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    kept = x[:, :3, :].astype("float32").reshape(-1, 3)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), kept.var(axis=0), rtol=1e-3)
 
 
 def test_dropout_course_semantics(rng):
