@@ -1,5 +1,6 @@
 """A model using every component: fit, save to .keras, load in a fresh process, keep training."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -50,8 +51,9 @@ def test_save_load_in_fresh_process_predict_and_keep_training(tmp_path, rng):
     build_and_fit(path, rng, optimizers.Adam(0.01))
     script = tmp_path / "load.py"
     script.write_text(LOAD_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's kit, whatever the venv has installed
     result = subprocess.run(
-        [sys.executable, str(script), str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, str(script), str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
