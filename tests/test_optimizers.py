@@ -329,6 +329,7 @@ def test_distributed_training_matches_single_device(backend, tmp_path):
         "KERAS_BACKEND": backend,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONPATH": str(ROOT),  # this checkout's kit, whatever the environment has installed
     }
     result = subprocess.run(
         [sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600

@@ -17,8 +17,8 @@ from coursekit.quiet import quiet_stderr
 with quiet_stderr():
     import keras_tuner  # noqa: F401  (it loads TensorFlow, whatever the backend)
 
-from coursekit.data import DATASET_NAMES, DatasetUnavailable  # noqa: E402
 from coursekit.cli import OneLineParser, non_negative_int, positive_int  # noqa: E402
+from coursekit.data import DATASET_NAMES, DatasetUnavailable  # noqa: E402
 from tuning.oracles import ORACLES  # noqa: E402
 from tuning.search import BATCH_NORM, SearchSettings  # noqa: E402
 
