@@ -1,12 +1,9 @@
 """keras-tuner hyperparameter search for the chapter: `python -m tuning --help`.
 
 `run_search(settings, out_dir)` runs (or resumes) a search and writes its report.
-The package imports Keras lazily, so that `python -m tuning` can pick the backend first.
+The package imports Keras lazily, so that `python -m tuning` can pick the backend first;
+importing it changes no global state.
 """
-
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __all__ = ["SearchSettings", "run_search"]
 
