@@ -176,7 +176,7 @@ def main(argv=None):
     for backend, population in runs:
         seconds, peak, summary = run_tuning(args.dataset, backend, population)
         label = f"python -m tuning, {backend}, population {population or 20}"
-        rows.append((label, seconds, peak, summary["rss_mb growth per trial (fit over trials)"]))
+        rows.append((label, seconds, peak, summary["rss_mb growth per trial (fit over the later half)"]))
 
     print(
         f"the chapter's search: {TRIALS} trials x {EPOCHS} epochs, 784-[100]x6-10, batch {BATCH}; {os.cpu_count()} CPUs"

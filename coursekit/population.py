@@ -171,10 +171,13 @@ class Program:
     member's count of correct predictions (inference mode). Returns the new states, the
     losses `(steps, members)` and the counts `[(members,) per eval set]`. States are per
     group `(trainable, non_trainable, optimizer_variables)` with a leading member axis.
-    `templates` hold one member of each group, whose Keras objects are traced. With
-    `xla=True` TensorFlow compiles the program with XLA too (JAX always does), which fuses
-    the elementwise work (weight decay, the update rule) of a population: about 10% faster
-    on TensorFlow here, and a compile of a few seconds, paid once per architecture.
+    `templates` hold one member of each group, whose Keras objects are traced.
+
+    On TensorFlow, `xla=True` compiles the `tf.function` with XLA too (JAX always does): it
+    fuses the elementwise work of weight decay and the update rule, 10-15% of a
+    population's time here. `Engine` asks for it only for populations whose models draw no
+    random numbers: XLA's random-number kernels differ from TensorFlow's own, and a trial
+    with dropout must get the masks it gets when trained alone.
     """
 
     def __init__(self, templates, sizes, xla=False):
@@ -246,9 +249,8 @@ class Engine:
         else:
             self.groups = [[index] for index in range(len(self.variants))]
         self.order = [index for members in self.groups for index in members]  # program column -> variant
-        self.program = _program(
-            [keys[m[0]] for m in self.groups], [len(m) for m in self.groups], self._templates, xla=group
-        )
+        xla = group and not any(_draws_random_numbers(v.model) for v in self.variants)
+        self.program = _program([keys[m[0]] for m in self.groups], [len(m) for m in self.groups], self._templates, xla)
         self.hparams = [self._stacked_hparams(members) for members in self.groups]
         self.states = [self._stacked_state(members) for members in self.groups]
 
@@ -317,6 +319,13 @@ class Engine:
         """`optimizer.finalize_variable_values`, as `fit` calls it at the end of training."""
         for v in self.variants:
             v.optimizer.finalize_variable_values(v.model.trainable_variables)
+
+
+def _draws_random_numbers(model):
+    """Whether a layer of `model` owns a `keras.random.SeedGenerator` (dropout, noise)."""
+    return any(
+        isinstance(value, keras.random.SeedGenerator) for layer in _sublayers(model) for value in vars(layer).values()
+    )
 
 
 def _alive(states):

@@ -16,10 +16,12 @@ import pytest
 from conftest import ROOT
 from keras_tuner.engine.trial import TrialStatus
 
+from coursekit import runtime
 from coursekit.results import write_json
 from tuning import SearchSettings, internals, run_search
 from tuning.__main__ import main as tuning_main
 from tuning.oracles import BayesianOracle, HyperbandOracle, NarrowingOracle, RandomOracle
+from tuning.search import build_model, seed_trial
 
 SMOKE = dict(dataset="digits", trials=4, epochs=2, train_size=200, hidden_sizes=[20, 20])
 
@@ -329,3 +331,16 @@ def test_the_keras_tuner_internals_the_search_relies_on_are_there():
             owner_object.__init__(instance, **({"objective": "val_accuracy"} if "Oracle" in owner else {}))
             owner_object = instance
         assert hasattr(owner_object, name), f"keras-tuner {keras_tuner.__version__} has no {owner}.{name}"
+
+
+def test_a_trial_seeded_for_the_search_builds_the_model_seed_everything_builds():
+    settings = SearchSettings(max_dropout=0.5, batch_norm="on")
+    hp = keras_tuner.HyperParameters()
+    hp.Float("dropout", 0.0, 0.5, default=0.3)
+    models = []
+    for seed_function in (seed_trial, runtime.seed_everything):
+        seed_function(7)
+        models.append(build_model(hp, settings, 64, 10))
+    assert any("seed_generator" in v.path for v in models[0].variables)  # dropout layers' seeds compared too
+    for ours, theirs in zip(*(m.variables for m in models)):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())

@@ -8,6 +8,7 @@ The backend is Keras' (KERAS_BACKEND; TensorFlow by default, as for the labs). T
 `--population K` at a time as one compiled program (default: a narrowing round, 20 of 100).
 """
 
+import gc
 import os
 import sys
 import warnings
@@ -97,6 +98,7 @@ def main(argv=None):
     warnings.formatwarning = lambda message, category, *_, **__: f"{category.__name__}: {message}\n"
     from tuning.run import run_search
 
+    gc.freeze()  # what the imports made lives as long as the process: collections skip it (1 s per 100 trials)
     try:
         settings = settings_from_args(args).validate()
         summary, _ = run_search(

@@ -118,7 +118,7 @@ def write_report(tuner, out_dir, *, show=False):
         **best,
         "val_accuracy >= 0.7": sum(row["final_val_accuracy"] >= 0.7 for row in completed),
         "rss_mb first/last trial": [round(float(memory[0]), 1), round(float(memory[-1]), 1)] if memory else None,
-        "rss_mb growth per trial (fit over trials)": _growth(memory),
+        "rss_mb growth per trial (fit over the later half)": _growth(memory[len(memory) // 2 :]),
     }
     if hasattr(oracle, "round_bounds"):
         summary["round bounds"] = [
@@ -130,7 +130,7 @@ def write_report(tuner, out_dir, *, show=False):
 
 
 def _growth(memory):
-    """Least-squares slope of resident memory over trials, MiB per trial."""
+    """Least-squares slope of resident memory over trials, MiB per trial (the later half: past the warm-up)."""
     if len(memory) < 3:
         return None
     return round(float(np.polyfit(np.arange(len(memory)), memory, 1)[0]), 3)
