@@ -166,12 +166,16 @@ def correct_count(template, state, hparams, x, y):
 class Program:
     """Compiled training and evaluation of several groups of members, one call per chunk of steps.
 
-    `train(states, hparams, x, y, indices, eval_sets)`: `indices` is `(steps, members,
-    batch)`, every member's own minibatch rows; then, for each `(x, y)` of `eval_sets`, each
-    member's count of correct predictions (inference mode). Returns the new states, the
-    losses `(steps, members)` and the counts `[(members,) per eval set]`. States are per
-    group `(trainable, non_trainable, optimizer_variables)` with a leading member axis.
-    `templates` hold one member of each group, whose Keras objects are traced.
+    `train(states, hparams, x, y, indices, steps, eval_sets)`: `steps` updates, `indices`
+    being `(length, streams, batch)`, the minibatch rows of each stream of batches (the rows
+    past `steps` are padding: one compilation serves every number of steps up to `length`);
+    member i trains on stream `streams[i]` (the labs' variants share one: it is gathered
+    once per step; a search's trials have one each); then,
+    for each `(x, y)` of `eval_sets`, each member's count of correct predictions (inference
+    mode). Returns the new states, the losses (their first `steps` rows, `(., members)`) and
+    the counts `[(members,) per eval set]`. States are per group `(trainable,
+    non_trainable, optimizer_variables)` with a leading member axis. `templates` hold one
+    member of each group, whose Keras objects are traced.
 
     On TensorFlow, `xla=True` compiles the `tf.function` with XLA too (JAX always does): it
     fuses the elementwise work of weight decay and the update rule, 10-15% of a
@@ -180,15 +184,22 @@ class Program:
     with dropout must get the masks it gets when trained alone.
     """
 
-    def __init__(self, templates, sizes, xla=False):
-        self.templates, self.sizes = templates, sizes
-        self.train = _backend().jit(self._train, donate_states=True, xla=xla)
+    def __init__(self, templates, sizes, streams, xla=False):
+        self.templates, self.sizes, self.streams = templates, sizes, streams
+        backend = _backend()
+        # Steps and counts are compiled functions of their own, which the call composes: each
+        # is traced once, with or without evaluation after the steps (TensorFlow traces slowly).
+        self._steps, self._counts = backend.jit(self._scan_steps), backend.jit(self._count_correct)
+        self.train = backend.jit(self._train, donate_states=True, xla=xla)
 
-    def _per_group(self, function, states, hparams, per_member, shared):
-        """Apply `function(template, state, hparams, *per_member, *shared)` to every member of every group."""
+    def _per_group(self, function, states, hparams, per_stream, shared):
+        """Apply `function(template, state, hparams, *per_stream, *shared)` to every member of every group.
+
+        Each member gets its stream's row of the `per_stream` arrays.
+        """
         backend, outputs, start = _backend(), [], 0
         for template, size, state, values in zip(self.templates, self.sizes, states, hparams):
-            member_args = [arg[start : start + size] for arg in per_member]
+            member_args = [_rows(arg, self.streams[start : start + size]) for arg in per_stream]
             start += size
 
             def member(state, values, *args, template=template):
@@ -201,20 +212,29 @@ class Program:
                 outputs.append(backend.vmap(member)(state, values, *member_args))
         return outputs
 
-    def _train(self, states, hparams, x, y, indices, eval_sets):
+    def _train(self, states, hparams, x, y, indices, steps, eval_sets):
+        states, losses = self._steps(states, hparams, x, y, indices, steps)
+        return states, losses, [self._counts(states, hparams, eval_x, eval_y) for eval_x, eval_y in eval_sets]
+
+    def _scan_steps(self, states, hparams, x, y, indices, steps):
         backend = _backend()
 
-        def one_step(states, step_indices):  # step_indices: (members, batch), each member's own rows
+        def one_step(states, step_indices):  # step_indices: (streams, batch)
             batches = [backend.gather(x, step_indices), backend.gather(y, step_indices)]
             outputs = self._per_group(train_step, states, hparams, batches, [])
             return [state for state, _ in outputs], ops.concatenate([loss for _, loss in outputs], axis=0)
 
-        states, losses = backend.scan(one_step, states, indices)
-        counts = [
-            ops.concatenate(self._per_group(correct_count, states, hparams, [], [eval_x, eval_y]), axis=0)
-            for eval_x, eval_y in eval_sets
-        ]
-        return states, losses, counts
+        return backend.loop(one_step, states, indices, steps, width=sum(self.sizes))
+
+    def _count_correct(self, states, hparams, x, y):
+        return ops.concatenate(self._per_group(correct_count, states, hparams, [], [x, y]), axis=0)
+
+
+def _rows(array, rows):
+    """`array[rows]` for a tuple of row numbers: a slice where they are consecutive."""
+    if rows == tuple(range(rows[0], rows[0] + len(rows))):
+        return array[rows[0] : rows[0] + len(rows)]
+    return ops.take(array, np.asarray(rows, dtype="int32"), axis=0)
 
 
 def _nest_map(function, structure):
@@ -234,8 +254,8 @@ class Engine:
     optimizer finalize its variables as `fit` does (EMA writes its averaged weights back).
     """
 
-    def __init__(self, variants, *, group=True):
-        self.variants, self.tuned = list(variants), group
+    def __init__(self, variants, *, group=True, steps_per_call=50, streams=None):
+        self.variants, self.tuned, self.steps_per_call = list(variants), group, int(steps_per_call)
         self.loss_fn = _loss_fn()
         for v in self.variants:
             if not v.optimizer.built:
@@ -249,8 +269,11 @@ class Engine:
         else:
             self.groups = [[index] for index in range(len(self.variants))]
         self.order = [index for members in self.groups for index in members]  # program column -> variant
+        streams = list(range(len(self.variants))) if streams is None else list(streams)
+        self.streams = tuple(streams[index] for index in self.order)
         xla = group and not any(_draws_random_numbers(v.model) for v in self.variants)
-        self.program = _program([keys[m[0]] for m in self.groups], [len(m) for m in self.groups], self._templates, xla)
+        sizes = [len(m) for m in self.groups]
+        self.program = _program([keys[m[0]] for m in self.groups], sizes, self.streams, self._templates, xla, group)
         self.hparams = [self._stacked_hparams(members) for members in self.groups]
         self.states = [self._stacked_state(members) for members in self.groups]
 
@@ -282,21 +305,27 @@ class Engine:
     def run(self, indices, eval_sets=()):
         """Train `indices.shape[1]` steps, then count each variant's correct predictions on each `(x, y)`.
 
-        `indices` is `(variants, steps, batch)`. Returns the losses `(steps, variants)` and
-        the counts, one array `(variants,)` per eval set, in variant order.
+        `indices` is `(streams, steps, batch)`, the rows of each stream of minibatches
+        (variant i draws from stream `streams[i]`), at most `steps_per_call` steps. Returns
+        the losses `(steps, variants)` and the counts, one array `(variants,)` per eval
+        set, in variant order.
         """
-        ordered = np.ascontiguousarray(np.asarray(indices, dtype="int32")[self.order].swapaxes(0, 1))
+        streams, steps, batch = indices.shape
+        if steps > self.steps_per_call:
+            raise ValueError(f"{steps} steps in one call; this engine runs at most {self.steps_per_call}")
+        padded = np.zeros((self.steps_per_call, streams, batch), dtype="int32")
+        padded[:steps] = np.asarray(indices, dtype="int32").swapaxes(0, 1)
         eval_sets = [(ops.convert_to_tensor(x), ops.convert_to_tensor(y)) for x, y in eval_sets]
         states, self.states = self.states, None  # donated to the call: never kept once consumed
         try:
             states, losses, counts = self.program.train(
-                states, self.hparams, *self.data, ops.convert_to_tensor(ordered), eval_sets
+                states, self.hparams, *self.data, ops.convert_to_tensor(padded), np.int32(steps), eval_sets
             )
         except BaseException:
             self.states = states if _alive(states) else None
             raise
         self.states = states
-        losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64))
+        losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64)[:steps])
         return losses, [self._in_variant_order(np.asarray(ops.convert_to_numpy(c))) for c in counts]
 
     def _in_variant_order(self, array):
@@ -333,15 +362,22 @@ def _alive(states):
     return not any(getattr(a, "is_deleted", lambda: False)() for a in keras.tree.flatten(states))
 
 
-_PROGRAMS = collections.OrderedDict()
+_PROGRAMS = collections.OrderedDict()  # population programs, the most recently used last
 _CACHE_SIZE = 4
 
 
-def _program(keys, sizes, templates, xla):
-    """The cached `Program` for these architectures and group sizes (built from `templates()` if new)."""
-    key = (keras.backend.backend(), tuple(keys), tuple(sizes), xla)
+def _program(keys, sizes, streams, templates, xla, cache):
+    """The `Program` for these architectures and group sizes, from the cache if `cache` (built from `templates()` if new).
+
+    Populations are cached: the next population of a search reuses the compiled program.
+    The labs' fused programs are not (each lab builds its own, and a cached one would keep
+    its models and graphs alive through the next labs).
+    """
+    key = (keras.backend.backend(), tuple(keys), tuple(sizes), streams, xla)
+    if not cache:
+        return Program(templates(), sizes, streams, xla=xla)
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = Program(templates(), sizes, xla=xla)
+        _PROGRAMS[key] = Program(templates(), sizes, streams, xla=xla)
         while len(_PROGRAMS) > _CACHE_SIZE:
             _PROGRAMS.popitem(last=False)
     _PROGRAMS.move_to_end(key)
@@ -381,8 +417,19 @@ class _JaxBackend:
     def vmap(self, function):
         return self.jax.vmap(function)
 
-    def scan(self, step, carry, xs):
-        return self.jax.lax.scan(step, carry, xs)
+    def loop(self, step, carry, xs, n, width):
+        """`carry, y = step(carry, xs[i])` for i < n (traced: any n up to len(xs)); returns carry and the y's.
+
+        The y's are `(width,)` float32 rows of a `(len(xs), width)` array; rows from n on are 0.
+        """
+        jnp = self.jax.numpy
+
+        def body(i, state):
+            carry, ys = state
+            carry, y = step(carry, xs[i])
+            return carry, ys.at[i].set(y.astype("float32"))
+
+        return self.jax.lax.fori_loop(0, n, body, (carry, jnp.zeros((xs.shape[0], width), "float32")))
 
     def gather(self, x, rows):
         return x[rows]  # `ops.take` adds out-of-range handling, 2x slower here
@@ -398,7 +445,7 @@ class _TensorFlowBackend:
         self.tf = tf
 
     def jit(self, function, donate_states=False, xla=False):
-        return self.tf.function(function, reduce_retracing=True, jit_compile=xla)
+        return self.tf.function(function, reduce_retracing=True, jit_compile=xla, autograph=False)
 
     def value_and_grad(self, function):
         tf = self.tf
@@ -420,16 +467,16 @@ class _TensorFlowBackend:
 
         return mapped
 
-    def scan(self, step, carry, xs):
+    def loop(self, step, carry, xs, n, width):
+        """`carry, y = step(carry, xs[i])` for i < n; returns carry and the y's stacked, `(n, width)` float32."""
         tf = self.tf
-        steps = tf.shape(tf.nest.flatten(xs)[0])[0]
-        outputs = tf.TensorArray(tf.float32, size=steps)
+        outputs = tf.TensorArray(tf.float32, size=n)
 
         def body(i, carry, outputs):
-            carry, y = step(carry, tf.nest.map_structure(lambda x: x[i], xs))
+            carry, y = step(carry, xs[i])
             return i + 1, carry, outputs.write(i, tf.cast(y, tf.float32))
 
-        _, carry, outputs = tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), carry, outputs))
+        _, carry, outputs = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), carry, outputs))
         return carry, outputs.stack()
 
     def gather(self, x, rows):

@@ -1,12 +1,15 @@
-"""Training loops: several variants trained side by side on the same minibatches.
+"""Training loops: several variants trained side by side, in one compiled program.
 
 The chapter's experiments compare variants (optimizers, initial weights, BN on
-and off, with and without regularization) that see the *same* minibatches.
-`train_variants` does exactly that, and does it fast: on TensorFlow and JAX one
-compiled step updates every variant on the shared batch (one gradient of the
-summed, independent losses), and `steps_per_execution` steps run per call, so
-small MLPs do not drown in per-step overhead (on a GPU especially). Other
-backends fall back to one `train_on_batch` per variant.
+and off, with and without regularization) that see the *same* minibatches; a
+search trains trials that each see their own. `train_variants` does both, fast:
+on TensorFlow and JAX one compiled program (`coursekit.population`) updates every
+variant, `steps_per_execution` steps per call, with the training step written
+once over Keras' stateless API. With `engine="fused"` (the default) the program
+runs the variants one after the other, each exactly as it would run alone (the
+labs); with `engine="population"` variants that share an architecture train as
+one vectorized program over stacked parameters, with their hyperparameters as
+inputs (the search). Other backends fall back to one `train_on_batch` per variant.
 
 Sampling:
 - `"reference"`: minibatches drawn with replacement (`np.random.choice(n, batch)`),
@@ -15,10 +18,14 @@ Sampling:
   once per epoch, exactly as the reference scripts do.
 - `"epoch"`: ordinary epochs over fresh permutations, evaluated after each epoch.
 
-The loss recorded at each iteration is the minibatch loss (data loss plus
-weight-decay penalty) of the forward pass of that update, as Keras' `fit`
-reports it. A variant whose loss turns NaN or infinite is marked diverged at that
-iteration and the others go on.
+Every variant draws its minibatches from the run's `seed`, shared, unless its
+`Variant.seed` gives it its own stream. The loss recorded at each iteration is
+the minibatch loss (data loss plus weight-decay penalty) of the forward pass of
+that update, as Keras' `fit` reports it. A variant whose loss turns NaN or
+infinite is marked diverged at that iteration and the others go on. At the end,
+as `fit` does, each optimizer finalizes its variables (`use_ema` writes the
+averaged weights into the model); after an error, the variables hold the state
+of the last completed chunk of steps.
 """
 
 import dataclasses
@@ -171,11 +178,12 @@ def train_variants(
         steps_per_execution: Updates per compiled call. Defaults to 50 on
             TensorFlow and JAX (every variant still sees every batch in order).
         verbose: 1 shows a progress bar, 0 is quiet.
-        engine: `"population"` (variants that share an architecture train as one vectorized
-            program, see `coursekit.population`), `"fused"` (one compiled program, one
-            variant after the other inside it), `"per_variant"` (one `train_on_batch` per
-            variant, any backend) or `"auto"` (fused on TensorFlow and JAX, per_variant
-            elsewhere). Defaults to `"auto"`.
+        engine: `"fused"` (one compiled program, one variant after the other inside it:
+            every variant computes exactly as it would alone), `"population"` (variants that
+            share an architecture train as one vectorized program, see
+            `coursekit.population`), `"per_variant"` (one `train_on_batch` per variant, any
+            backend) or `"auto"` (fused on TensorFlow and JAX, per_variant elsewhere).
+            Defaults to `"auto"`.
     """
     variants = list(variants)
     names = [v.name for v in variants]
@@ -189,12 +197,12 @@ def train_variants(
         len(x_train), batch_size, iterations=iterations, epochs=epochs, sampling=sampling, eval_every=eval_every
     )
     eval_sets = {name: (np.asarray(x, "float32"), np.asarray(y, "int32")) for name, (x, y) in (eval_sets or {}).items()}
-    engine = _make_engine(engine, variants, x_train, y_train)
-    chunk = int(steps_per_execution or (1 if isinstance(engine, _PerVariantEngine) else 50))
-    check_number("steps_per_execution", chunk, low=1)
+    check_number("steps_per_execution", steps_per_execution, low=1)
+    batches = _Batches(variants, len(x_train), batch_size, sampling, seed)
+    engine = _make_engine(engine, variants, x_train, y_train, int(steps_per_execution or 50), batches.streams)
+    chunk = engine.steps_per_call
 
     histories = {v.name: History(v) for v in variants}
-    batches = _Batches(variants, len(x_train), batch_size, sampling, seed)
     progress = keras.utils.Progbar(schedule.iterations, verbose=verbose, stateful_metrics=["loss"])
     stops = sorted(set(schedule.evaluations) | {schedule.iterations})
     done = 0
@@ -229,28 +237,31 @@ def _record_losses(histories, losses, done):
 
 
 class _Batches:
-    """Every variant's minibatch rows: the run's shared stream, or the variant's own (`Variant.seed`)."""
+    """The streams of minibatch rows: the run's shared one (`seed`), and one per variant with its own `Variant.seed`.
+
+    `streams[i]` is the stream variant i draws from.
+    """
 
     def __init__(self, variants, train_size, batch_size, sampling, seed):
-        self.shared = BatchSampler(train_size, batch_size, sampling, seed)
-        self.own = [
-            None if v.seed is None else BatchSampler(train_size, batch_size, sampling, v.seed) for v in variants
-        ]
+        shared = [seed] if any(v.seed is None for v in variants) else []
+        seeds = shared + [v.seed for v in variants if v.seed is not None]
+        self.samplers = [BatchSampler(train_size, batch_size, sampling, s) for s in seeds]
+        own = iter(range(len(shared), len(seeds)))
+        self.streams = [0 if v.seed is None else next(own) for v in variants]
 
     def take(self, steps):
-        """`(variants, steps, batch)` row indices for the next `steps` updates."""
-        shared = self.shared.take(steps) if None in self.own else None
-        return np.stack([shared if own is None else own.take(steps) for own in self.own])
+        """`(streams, steps, batch)` row indices for the next `steps` updates."""
+        return np.stack([sampler.take(steps) for sampler in self.samplers])
 
 
-def _make_engine(engine, variants, x_train, y_train):
+def _make_engine(engine, variants, x_train, y_train, steps_per_call, streams):
     from coursekit import population
 
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
     if engine == "per_variant" or (engine == "auto" and not population.supported()):
-        return _PerVariantEngine(variants, x_train, y_train)
-    compiled = population.Engine(variants, group=engine == "population")
+        return _PerVariantEngine(variants, x_train, y_train, streams)
+    compiled = population.Engine(variants, group=engine == "population", steps_per_call=steps_per_call, streams=streams)
     compiled.set_data(x_train, y_train)
     return compiled
 
@@ -258,15 +269,17 @@ def _make_engine(engine, variants, x_train, y_train):
 class _PerVariantEngine:
     """Any backend: each variant's own compiled `train_on_batch`, batch by batch."""
 
-    def __init__(self, variants, x_train, y_train):
-        self.variants, self.x, self.y = variants, x_train, y_train
+    steps_per_call = 1
+
+    def __init__(self, variants, x_train, y_train, streams):
+        self.variants, self.x, self.y, self.streams = variants, x_train, y_train, streams
         for v in variants:
             v.model.compile(optimizer=v.optimizer, loss=classification_loss())
 
     def run(self, indices, eval_sets=()):
         losses = np.empty((indices.shape[1], len(self.variants)), dtype=np.float64)
-        for column, (v, rows) in enumerate(zip(self.variants, indices)):
-            for step, idx in enumerate(rows):
+        for column, (v, stream) in enumerate(zip(self.variants, self.streams)):
+            for step, idx in enumerate(indices[stream]):
                 losses[step, column] = float(v.model.train_on_batch(self.x[idx], self.y[idx]))
         counts = [
             [int(np.sum(np.argmax(v.model.predict_on_batch(x), axis=1) == y)) for v in self.variants]
