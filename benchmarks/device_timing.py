@@ -50,7 +50,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=default_dataset, help=f"default: {default_dataset}")
     parser.add_argument("--out", help="output folder of the runs (default: a temporary folder)")
-    parser.add_argument("--record", action="store_true", help=f"write the seconds to {REFERENCE.name} (the CPU machine)")
+    parser.add_argument(
+        "--record", action="store_true", help=f"write the seconds to {REFERENCE.name} (the CPU machine)"
+    )
     parser.add_argument("--only", nargs="*", help="time only these commands (lab names, or 'search')")
     args = parser.parse_args(argv)
     env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}

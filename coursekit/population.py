@@ -95,11 +95,16 @@ def architecture(model, optimizer, tuned=True):
     It is the models' and optimizers' configs and variable shapes, without what lives in the
     state: initializers and seeds (initial values) and the learning rate (an optimizer
     variable); with `tuned=True`, without the nonzero values of `TUNABLE` attributes either
-    (inputs of the program).
+    (inputs of the program). A `Sequential` model's layer names do not count either (models
+    built in a loop get new generated names).
     """
     pairs = tunables(model, optimizer) if tuned else []
     with bound(pairs, [_TUNED if getattr(obj, attribute) else 0.0 for obj, attribute in pairs]):
-        configs = [type(model).__name__, model.get_config(), type(optimizer).__name__, optimizer.get_config()]
+        model_config, optimizer_config = model.get_config(), optimizer.get_config()
+    if isinstance(model, keras.Sequential):  # layers wired in order: their (generated) names do not matter
+        layers = [{**layer, "config": {**layer["config"], "name": None}} for layer in model_config["layers"]]
+        model_config = {**model_config, "name": None, "layers": layers}
+    configs = [type(model).__name__, model_config, type(optimizer).__name__, optimizer_config]
     shapes = [(tuple(v.shape), str(v.dtype)) for v in [*model.variables, *optimizer.variables]]
     return json.dumps([_structure(configs), shapes], sort_keys=True, default=str)
 
