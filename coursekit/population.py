@@ -11,7 +11,7 @@ trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, 
 
 Each backend contributes only its jit, gradient, vectorizing map and loop (`_JaxBackend`,
 `_TensorFlowBackend`): `jax.jit` / `tf.function`, `jax.value_and_grad` / `tf.GradientTape`,
-`jax.vmap` / `tf.vectorized_map`, `lax.scan` / `tf.while_loop`.
+`jax.vmap` / `tf.vectorized_map`, `lax.fori_loop` / `tf.while_loop`.
 
 Members (a model and its optimizer) that share an `architecture` form a *group*: their
 variables are stacked along a new first axis and one vectorized program trains them all
@@ -23,9 +23,10 @@ Per-member hyperparameters are inputs of the compiled program, not constants bak
 so one compilation serves every population of the same architecture: the learning rate is an
 optimizer variable (it travels with the state), and the attributes in `TUNABLE` (weight-decay
 lambda, dropout rate, momentum, ...) are bound to the member's value while the program is
-traced. Every member keeps its own state: initial weights, minibatch order (its own rows of
-the index array), dropout masks (its layers' seed-generator state); members do not interact,
-so a member whose loss turns NaN does not disturb the others.
+traced. Every member keeps its own state: initial weights, minibatch order (its own stream
+of minibatch rows, or the stream it shares with the other variants of a lab), dropout masks
+(its layers' seed-generator state); members do not interact, so a member whose loss turns
+NaN does not disturb the others.
 """
 
 import collections
@@ -56,7 +57,7 @@ _TUNED = "<per-member input>"
 def tunables(model, optimizer):
     """The (object, attribute) pairs of `TUNABLE` in a model and its optimizer, in a fixed order."""
     found, seen = [], set()
-    for obj in [*_sublayers(model), *_attribute_values(_sublayers(model)), optimizer]:
+    for obj in [*_sublayers(model), *_regularizers(_sublayers(model)), optimizer]:
         for cls, attribute in TUNABLE:
             if isinstance(obj, cls) and (id(obj), attribute) not in seen:
                 seen.add((id(obj), attribute))
@@ -71,8 +72,8 @@ def _sublayers(model):
     return layers
 
 
-def _attribute_values(layers):
-    """Objects a layer holds as plain attributes (its regularizers, for instance)."""
+def _regularizers(layers):
+    """The `WeightDecay` regularizers the layers hold (as `kernel_regularizer` and the like)."""
     return [value for layer in layers for value in vars(layer).values() if isinstance(value, WeightDecay)]
 
 
@@ -110,6 +111,7 @@ def architecture(model, optimizer, tuned=True):
 
 
 def _structure(config):
+    """`config` without seeds, initializers and a constant learning rate (they are state, not structure)."""
     if isinstance(config, dict):
         return {
             key: _structure(value)
@@ -174,13 +176,13 @@ class Program:
     `train(states, hparams, x, y, indices, steps, eval_sets)`: `steps` updates, `indices`
     being `(length, streams, batch)`, the minibatch rows of each stream of batches (the rows
     past `steps` are padding: one compilation serves every number of steps up to `length`);
-    member i trains on stream `streams[i]` (the labs' variants share one: it is gathered
-    once per step; a search's trials have one each); then,
-    for each `(x, y)` of `eval_sets`, each member's count of correct predictions (inference
-    mode). Returns the new states, the losses (their first `steps` rows, `(., members)`) and
-    the counts `[(members,) per eval set]`. States are per group `(trainable,
-    non_trainable, optimizer_variables)` with a leading member axis. `templates` hold one
-    member of each group, whose Keras objects are traced.
+    member i trains on stream `streams[i]` (the labs' variants share one, gathered once per
+    step; a search's trials have one each). Then, for each `(x, y)` of `eval_sets`, each
+    member's count of correct predictions (inference mode). Returns the new states, the
+    losses (their first `steps` rows, `(., members)`) and the counts `[(members,) per eval
+    set]`. States are per group `(trainable, non_trainable, optimizer_variables)` with a
+    leading member axis. `templates` hold one member of each group, whose Keras objects are
+    traced.
 
     On TensorFlow, `xla=True` compiles the `tf.function` with XLA too (JAX always does): it
     fuses the elementwise work of weight decay and the update rule, 10-15% of a

@@ -204,6 +204,16 @@ def test_search_report(tmp_path):
     assert summary["completed"] == 4
 
 
+@pytest.mark.parametrize("oracle", ["bayesian", "hyperband"])
+def test_keras_tuners_own_oracles_run_in_populations(tmp_path, oracle):
+    summary, _ = run_search(SearchSettings(oracle=oracle, **{**SMOKE, "trials": 7, "epochs": 3}), tmp_path, verbose=0)
+    trials = read_csv(tmp_path / "trials.csv")
+    assert summary["completed"] == len(trials) >= 4 and all(t["status"] == "COMPLETED" for t in trials)
+    assert max(float(t["population"]) for t in trials) > 1  # trained several at a time
+    if oracle == "hyperband":  # brackets of different lengths, each trained for its own number of epochs
+        assert len({t["epochs"] for t in trials}) > 1
+
+
 def test_mixed_precision_applies_inside_every_trial(tmp_path):
     run_search(SearchSettings(oracle="random", mixed_precision=True, **SMOKE), tmp_path, verbose=0)
     assert [t["compute_bits"] for t in read_csv(tmp_path / "trials.csv")] == ["16.0"] * 4
