@@ -8,9 +8,12 @@ iteration. Timed side by side in one process:
 - keras fused: `train_variants` (one compiled step trains all four on the shared batch);
 - keras per-variant: one compiled `train_on_batch` per variant per batch (like separate fits).
 
-Target: keras fused <= 0.5x numpy on the default TensorFlow backend.
+The numpy and fused runs alternate `--repeat` times (default 3) and the best time of each
+is printed, so that a busy moment on a shared machine does not decide the ratio; the
+per-variant run goes once. Target: keras fused <= 0.3x numpy on the default TensorFlow
+backend.
 
-    python benchmarks/optimizer_compare.py [--iterations 2000] [--skip-per-variant]
+    python benchmarks/optimizer_compare.py [--iterations 2000] [--repeat 3] [--skip-per-variant]
 """
 
 import argparse
@@ -19,6 +22,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's coursekit
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -60,6 +64,7 @@ def timed(fn, *args):
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-per-variant", action="store_true")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -70,16 +75,22 @@ def main(argv=None):
     print(
         f"backend={keras.backend.backend()}  4 nets 784-[100]x4-10  batch 128  {args.iterations} iterations  {os.cpu_count()} CPUs"
     )
-    rows = [("numpy reference (float64)", *timed(numpy_reference, x, y, batches))]
-    rows.append(("keras fused (all 4 in one step)", *timed(keras_run, x, y, args.iterations, "fused")))
+    best = {"numpy": float("inf"), "fused": float("inf")}
+    for _ in range(args.repeat):
+        best["numpy"] = min(best["numpy"], timed(numpy_reference, x, y, batches)[0])
+        best["fused"] = min(best["fused"], timed(keras_run, x, y, args.iterations, "fused")[0])
+    rows = [
+        (f"numpy reference (float64), best of {args.repeat}", best["numpy"], None),
+        (f"keras fused (all 4 in one step), best of {args.repeat}", best["fused"], None),
+    ]
     if not args.skip_per_variant:
         rows.append(("keras per-variant train_on_batch", *timed(keras_run, x, y, args.iterations, "per_variant")))
     base = rows[0][1]
-    print(f"{'implementation':36s} {'seconds':>8s} {'x numpy':>8s}")
+    print(f"{'implementation':48s} {'seconds':>8s} {'x numpy':>8s}")
     for label, seconds, _ in rows:
-        print(f"{label:36s} {seconds:8.2f} {seconds / base:8.2f}")
+        print(f"{label:48s} {seconds:8.2f} {seconds / base:8.2f}")
     fused = rows[1][1] / base
-    print(f"summary: keras fused = {fused:.2f}x the NumPy reference time on {keras.backend.backend()} (target <= 0.5x)")
+    print(f"summary: keras fused = {fused:.2f}x the NumPy reference time on {keras.backend.backend()} (target <= 0.3x)")
     return 0
 
 

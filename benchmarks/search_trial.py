@@ -7,7 +7,9 @@ warm-up), in alternating order:
 
 - `fit`: `model.fit(validation_data=...)` plus a callback evaluating the training split
   each epoch (what the tuner did before);
-- engine: `coursekit.training.train_variants` with one variant, as `CourseTuner` does now.
+- engine: `coursekit.training.train_variants` with one variant (a trial trained alone; the
+  search now trains its trials in populations: `benchmarks/search.py`,
+  `benchmarks/population_size.py`).
 
 Both include building and compiling the model. The data are random: the compute does not
 depend on the values.
@@ -21,6 +23,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's coursekit
 
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402

@@ -211,6 +211,11 @@ class BatchNorm(keras.layers.Layer):
         return config
 
 
+def _nonzero(rate):
+    """`rate != 0` for a number; True for a tensor (a population's per-member rate, never 0: see coursekit.population)."""
+    return not isinstance(rate, (int, float)) or rate != 0
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class Dropout(keras.layers.Layer):
     """Dropout with the course's semantics (or Keras' inverted variant).
@@ -227,7 +232,8 @@ class Dropout(keras.layers.Layer):
     the expected output the same in training and at inference.
 
     Args:
-        rate: Float in [0, 1), the fraction of units dropped.
+        rate: Float in [0, 1), the fraction of units dropped. (While a population trains,
+            `coursekit.population` sets it to each member's rate, a scalar tensor.)
         inverted: Bool, use inverted dropout. Defaults to `False`.
         seed: Int seed of the layer's `keras.random.SeedGenerator`.
             Defaults to `None`.
@@ -245,18 +251,19 @@ class Dropout(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         # >>> exercise dropout
-        # TODO: training (training true, rate > 0): mask = uniform(shape) > rate, drawn with
+        # TODO: training (training true, rate > 0; test the rate with _nonzero(self.rate): while the
+        #   search trains a population, self.rate is each member's rate as a tensor): mask = uniform(shape) > rate, drawn with
         #   keras.random.uniform(ops.shape(inputs), seed=self.seed_generator); return
         #   inputs * mask (course: NO rescaling), or inputs * mask / (1 - rate) if self.inverted.
         #   Inference: inputs * (1 - rate) (course), or inputs unchanged if self.inverted.
-        if training and self.rate > 0:
+        if training and _nonzero(self.rate):
             noise = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator)
             mask = ops.cast(ops.greater(noise, self.rate), inputs.dtype)
             outputs = ops.multiply(inputs, mask)
             if self.inverted:
                 outputs = ops.divide(outputs, ops.cast(1.0 - self.rate, inputs.dtype))
             return outputs
-        if self.inverted or self.rate == 0:
+        if self.inverted or not _nonzero(self.rate):
             return inputs
         return ops.multiply(inputs, ops.cast(1.0 - self.rate, inputs.dtype))
         # <<< exercise dropout

@@ -1,12 +1,15 @@
-"""Training loops: several variants trained side by side on the same minibatches.
+"""Training loops: several variants trained side by side, in one compiled program.
 
 The chapter's experiments compare variants (optimizers, initial weights, BN on
-and off, with and without regularization) that see the *same* minibatches.
-`train_variants` does exactly that, and does it fast: on TensorFlow and JAX one
-compiled step updates every variant on the shared batch (one gradient of the
-summed, independent losses), and `steps_per_execution` steps run per call, so
-small MLPs do not drown in per-step overhead (on a GPU especially). Other
-backends fall back to one `train_on_batch` per variant.
+and off, with and without regularization) that see the *same* minibatches; a
+search trains trials that each see their own. `train_variants` does both, fast:
+on TensorFlow and JAX one compiled program (`coursekit.population`) updates every
+variant, `steps_per_execution` steps per call, with the training step written
+once over Keras' stateless API. With `engine="fused"` (the default) the program
+runs the variants one after the other, each exactly as it would run alone (the
+labs); with `engine="population"` variants that share an architecture train as
+one vectorized program over stacked parameters, with their hyperparameters as
+inputs (the search). Other backends fall back to one `train_on_batch` per variant.
 
 Sampling:
 - `"reference"`: minibatches drawn with replacement (`np.random.choice(n, batch)`),
@@ -15,10 +18,14 @@ Sampling:
   once per epoch, exactly as the reference scripts do.
 - `"epoch"`: ordinary epochs over fresh permutations, evaluated after each epoch.
 
-The loss recorded at each iteration is the minibatch loss (data loss plus
-weight-decay penalty) of the forward pass of that update, as Keras' `fit`
-reports it. A variant whose loss turns NaN or infinite is marked diverged at that
-iteration and the others go on.
+Every variant draws its minibatches from the run's `seed`, shared, unless its
+`Variant.seed` gives it its own stream. The loss recorded at each iteration is
+the minibatch loss (data loss plus weight-decay penalty) of the forward pass of
+that update, as Keras' `fit` reports it. A variant whose loss turns NaN or
+infinite is marked diverged at that iteration and the others go on. At the end,
+as `fit` does, each optimizer finalizes its variables (`use_ema` writes the
+averaged weights into the model); after an error, the variables hold the state
+of the last completed chunk of steps.
 """
 
 import dataclasses
@@ -32,6 +39,7 @@ from coursekit.checks import check_number
 from coursekit.models import classification_loss
 
 SAMPLING = ("reference", "epoch")
+ENGINES = ("auto", "fused", "population", "per_variant")
 
 
 @dataclasses.dataclass
@@ -40,6 +48,8 @@ class Variant:
 
     `label` (default: the name) is what results.csv calls the variant, and
     `factors` become extra columns, e.g. `label="bn", factors={"weight_scale": 0.1}`.
+    `seed` gives the variant its own minibatch order (a search trial); by default
+    it shares the run's minibatches with the other variants.
     """
 
     name: str
@@ -47,6 +57,7 @@ class Variant:
     optimizer: keras.optimizers.Optimizer
     factors: dict = dataclasses.field(default_factory=dict)
     label: str | None = None
+    seed: int | None = None
 
 
 @dataclasses.dataclass
@@ -150,7 +161,7 @@ def train_variants(
     verbose=1,
     engine="auto",
 ):
-    """Train every variant on the same minibatches; return `{name: History}`.
+    """Train every variant on its minibatches; return `{name: History}`.
 
     Args:
         variants: `Variant`s (distinct names) whose models map `x_train` to logits.
@@ -162,11 +173,17 @@ def train_variants(
             evaluation, e.g. `{"train_accuracy": ..., "test_accuracy": ...}`.
         eval_every: With `iterations=`, evaluate every this many iterations (and
             always after the last one).
-        seed: Seed of the minibatch draws. Defaults to `0`.
+        seed: Seed of the minibatches the variants share (those whose `Variant.seed` is
+            None). Defaults to `0`.
         steps_per_execution: Updates per compiled call. Defaults to 50 on
             TensorFlow and JAX (every variant still sees every batch in order).
         verbose: 1 shows a progress bar, 0 is quiet.
-        engine: `"auto"` (fused on TF/JAX), `"fused"` or `"per_variant"`.
+        engine: `"fused"` (one compiled program, one variant after the other inside it:
+            every variant computes exactly as it would alone), `"population"` (variants that
+            share an architecture train as one vectorized program, see
+            `coursekit.population`), `"per_variant"` (one `train_on_batch` per variant, any
+            backend) or `"auto"` (fused on TensorFlow and JAX, per_variant elsewhere).
+            Defaults to `"auto"`.
     """
     variants = list(variants)
     names = [v.name for v in variants]
@@ -180,216 +197,102 @@ def train_variants(
         len(x_train), batch_size, iterations=iterations, epochs=epochs, sampling=sampling, eval_every=eval_every
     )
     eval_sets = {name: (np.asarray(x, "float32"), np.asarray(y, "int32")) for name, (x, y) in (eval_sets or {}).items()}
-    engine = _make_engine(engine, variants, x_train, y_train)
-    chunk = int(steps_per_execution or (50 if isinstance(engine, _FusedEngine) else 1))
-    check_number("steps_per_execution", chunk, low=1)
+    check_number("steps_per_execution", steps_per_execution, low=1)
+    batches = _Batches(variants, len(x_train), batch_size, sampling, seed)
+    engine = _make_engine(engine, variants, x_train, y_train, int(steps_per_execution or 50), batches.streams)
+    chunk = engine.steps_per_call
 
     histories = {v.name: History(v) for v in variants}
-    sampler = BatchSampler(len(x_train), batch_size, sampling, seed)
     progress = keras.utils.Progbar(schedule.iterations, verbose=verbose, stateful_metrics=["loss"])
     stops = sorted(set(schedule.evaluations) | {schedule.iterations})
     done = 0
-    for stop in stops:
-        while done < stop:
-            steps = min(chunk, stop - done)
-            losses = engine.run(sampler.take(steps))  # (steps, variants)
-            for column, history in enumerate(histories.values()):
-                history.losses.extend(losses[:, column].tolist())
-                if history.diverged_at is None and not np.isfinite(losses[:, column]).all():
-                    history.diverged_at = done + 1 + int(np.argmin(np.isfinite(losses[:, column])))
-                    warnings.warn(
-                        f"variant {history.variant.name!r} diverged at iteration {history.diverged_at}", stacklevel=2
-                    )
-            done += steps
-            finite = losses[-1][np.isfinite(losses[-1])]
-            progress.update(done, [("loss", float(finite.mean()) if finite.size else float("nan"))])
-        if stop in schedule.evaluations:
-            step = schedule.evaluations[stop]
-            for metric, (x, y) in eval_sets.items():
-                for history, accuracy in zip(histories.values(), engine.accuracies(x, y)):
-                    history.metrics.setdefault(metric, []).append((step, accuracy))
-    engine.finish()
+    try:
+        for stop in stops:
+            while done < stop:
+                steps = min(chunk, stop - done)
+                evaluated = eval_sets if done + steps == stop and stop in schedule.evaluations else {}
+                losses, counts = engine.run(batches.take(steps), list(evaluated.values()))  # in one call
+                _record_losses(histories, losses, done)
+                done += steps
+                finite = losses[-1][np.isfinite(losses[-1])]
+                progress.update(done, [("loss", float(finite.mean()) if finite.size else float("nan"))])
+                for (metric, (_, y)), correct in zip(evaluated.items(), counts):
+                    for history, count in zip(histories.values(), correct):
+                        history.metrics.setdefault(metric, []).append(
+                            (schedule.evaluations[stop], float(count) / len(y))
+                        )
+    finally:
+        engine.finish()  # the trained state goes back into the Keras variables, even after an error
+    engine.finalize()
     return histories
 
 
-def _make_engine(engine, variants, x_train, y_train):
-    backend = keras.backend.backend()
-    if engine not in ("auto", "fused", "per_variant"):
-        raise ValueError(f"Unknown engine {engine!r}; valid: auto, fused, per_variant")
-    if engine == "per_variant" or (engine == "auto" and backend not in ("tensorflow", "jax")):
-        return _PerVariantEngine(variants, x_train, y_train)
-    if backend == "tensorflow":
-        return _TensorFlowEngine(variants, x_train, y_train)
-    if backend == "jax":
-        return _JaxEngine(variants, x_train, y_train)
-    raise ValueError(f"the fused engine supports TensorFlow and JAX, not {backend!r}")
+def _record_losses(histories, losses, done):
+    """Append each variant's losses; mark (and warn about) the first non-finite one."""
+    for column, history in enumerate(histories.values()):
+        history.losses.extend(losses[:, column].tolist())
+        if history.diverged_at is None and not np.isfinite(losses[:, column]).all():
+            history.diverged_at = done + 1 + int(np.argmin(np.isfinite(losses[:, column])))
+            warnings.warn(f"variant {history.variant.name!r} diverged at iteration {history.diverged_at}", stacklevel=3)
+
+
+class _Batches:
+    """The streams of minibatch rows: the run's shared one (`seed`), and one per variant with its own `Variant.seed`.
+
+    `streams[i]` is the stream variant i draws from.
+    """
+
+    def __init__(self, variants, train_size, batch_size, sampling, seed):
+        shared = [seed] if any(v.seed is None for v in variants) else []
+        seeds = shared + [v.seed for v in variants if v.seed is not None]
+        self.samplers = [BatchSampler(train_size, batch_size, sampling, s) for s in seeds]
+        own = iter(range(len(shared), len(seeds)))
+        self.streams = [0 if v.seed is None else next(own) for v in variants]
+
+    def take(self, steps):
+        """`(streams, steps, batch)` row indices for the next `steps` updates."""
+        return np.stack([sampler.take(steps) for sampler in self.samplers])
+
+
+def _make_engine(engine, variants, x_train, y_train, steps_per_call, streams):
+    from coursekit import population
+
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if engine == "per_variant" or (engine == "auto" and not population.supported()):
+        return _PerVariantEngine(variants, x_train, y_train, streams)
+    compiled = population.Engine(variants, group=engine == "population", steps_per_call=steps_per_call, streams=streams)
+    compiled.set_data(x_train, y_train)
+    return compiled
 
 
 class _PerVariantEngine:
     """Any backend: each variant's own compiled `train_on_batch`, batch by batch."""
 
-    def __init__(self, variants, x_train, y_train):
-        self.variants, self.x, self.y = variants, x_train, y_train
+    steps_per_call = 1
+
+    def __init__(self, variants, x_train, y_train, streams):
+        self.variants, self.x, self.y, self.streams = variants, x_train, y_train, streams
         for v in variants:
             v.model.compile(optimizer=v.optimizer, loss=classification_loss())
 
-    def run(self, index_chunk):
-        losses = np.empty((len(index_chunk), len(self.variants)), dtype=np.float64)
-        for row, idx in enumerate(index_chunk):
-            xb, yb = self.x[idx], self.y[idx]
-            for column, v in enumerate(self.variants):
-                losses[row, column] = float(v.model.train_on_batch(xb, yb))
-        return losses
-
-    def accuracies(self, x, y):
-        return [float(np.mean(np.argmax(v.model.predict_on_batch(x), axis=1) == y)) for v in self.variants]
-
-    def finish(self):
-        pass
-
-
-class _FusedEngine:
-    """Shared part of the fused engines: build optimizers, one loss for all variants."""
-
-    def __init__(self, variants, x_train, y_train):
-        self.variants = variants
-        self.models = [v.model for v in variants]
-        self.optimizers = [v.optimizer for v in variants]
-        self.loss_fn = classification_loss()
-        for model, optimizer in zip(self.models, self.optimizers):
-            optimizer.build(model.trainable_variables)
-
-
-class _TensorFlowEngine(_FusedEngine):
-    def __init__(self, variants, x_train, y_train):
-        super().__init__(variants, x_train, y_train)
-        import tensorflow as tf
-
-        self.tf = tf
-        self.x, self.y = tf.constant(x_train), tf.constant(y_train)
-        self._run = tf.function(self._steps, reduce_retracing=True, jit_compile=False)
-        self._predict = tf.function(self._predict_all, reduce_retracing=True)
-
-    def _steps(self, index_chunk):
-        tf = self.tf
-        steps = tf.shape(index_chunk)[0]
-        out = tf.TensorArray(tf.float32, size=steps)
-        for j in tf.range(steps):
-            idx = index_chunk[j]
-            xb, yb = tf.gather(self.x, idx), tf.gather(self.y, idx)
-            with tf.GradientTape() as tape:
-                losses = []
-                for model in self.models:
-                    loss = self.loss_fn(yb, model(xb, training=True))
-                    if model.losses:
-                        loss = loss + tf.add_n(model.losses)
-                    losses.append(loss)
-                # Each optimizer scales its own loss (loss scaling under mixed precision) and unscales in apply.
-                total = tf.add_n([opt.scale_loss(loss) for opt, loss in zip(self.optimizers, losses)])
-            variables = [m.trainable_variables for m in self.models]
-            grads = tape.gradient(total, [v for vs in variables for v in vs])
-            start = 0
-            for optimizer, model_vars in zip(self.optimizers, variables):
-                optimizer.apply(grads[start : start + len(model_vars)], model_vars)
-                start += len(model_vars)
-            out = out.write(j, tf.cast(tf.stack(losses), tf.float32))
-        return out.stack()
-
-    def run(self, index_chunk):
-        return self._run(self.tf.constant(index_chunk, dtype=self.tf.int32)).numpy().astype(np.float64)
-
-    def _predict_all(self, x):
-        return [self.tf.argmax(model(x, training=False), axis=1, output_type=self.tf.int32) for model in self.models]
-
-    def accuracies(self, x, y):
-        predictions = self._predict(self.tf.constant(x))
-        return [float(np.mean(p.numpy() == y)) for p in predictions]
-
-    def finish(self):
-        pass
-
-
-class _JaxEngine(_FusedEngine):
-    """Pure-function training: the variants' state flows through one jitted `lax.scan`."""
-
-    def __init__(self, variants, x_train, y_train):
-        super().__init__(variants, x_train, y_train)
-        import jax
-        import jax.numpy as jnp
-
-        self.jax = jax
-        self.x, self.y = jnp.asarray(x_train), jnp.asarray(y_train)
-        self.state = self._read_state()
-        self._run = jax.jit(self._scan, donate_argnums=0)
-        self._predict = jax.jit(self._predict_all)
-
-    def _read_state(self):
-        return (
-            [[v.value for v in m.trainable_variables] for m in self.models],
-            [[v.value for v in m.non_trainable_variables] for m in self.models],
-            [[v.value for v in o.variables] for o in self.optimizers],
-        )
-
-    def _losses(self, trainable, non_trainable, optimizer_vars, xb, yb):
-        jnp = self.jax.numpy
-        losses, scaled, new_non_trainable = [], [], []
-        for model, optimizer, tv, ntv, ov in zip(
-            self.models, self.optimizers, trainable, non_trainable, optimizer_vars
-        ):
-            logits, ntv, penalties = model.stateless_call(tv, ntv, xb, training=True, return_losses=True)
-            loss = self.loss_fn(yb, logits)
-            for penalty in penalties:
-                loss = loss + penalty
-            losses.append(loss)
-            # Loss scaling (mixed precision) reads the optimizer's scale from its state, as Keras' JAX trainer does.
-            with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, ov))):
-                scaled.append(optimizer.scale_loss(loss))
-            new_non_trainable.append(ntv)
-        return jnp.sum(jnp.stack(scaled)), (jnp.stack(losses), new_non_trainable)
-
-    def _scan(self, state, x, y, index_chunk):
-        grad_fn = self.jax.value_and_grad(self._losses, has_aux=True)
-
-        def one_step(state, idx):
-            trainable, non_trainable, optimizer_vars = state
-            (_, (losses, non_trainable)), grads = grad_fn(trainable, non_trainable, optimizer_vars, x[idx], y[idx])
-            new_trainable, new_optimizer_vars = [], []
-            for optimizer, tv, g, ov in zip(self.optimizers, trainable, grads, optimizer_vars):
-                tv, ov = optimizer.stateless_apply(ov, g, tv)
-                new_trainable.append(tv)
-                new_optimizer_vars.append(ov)
-            return (new_trainable, non_trainable, new_optimizer_vars), losses
-
-        return self.jax.lax.scan(one_step, state, index_chunk)
-
-    def run(self, index_chunk):
-        self.state, losses = self._run(self.state, self.x, self.y, self.jax.numpy.asarray(index_chunk))
-        return np.asarray(losses, dtype=np.float64)
-
-    def _predict_all(self, state, x):
-        trainable, non_trainable, _ = state
-        return [
-            model.stateless_call(tv, ntv, x, training=False)[0]
-            for model, tv, ntv in zip(self.models, trainable, non_trainable)
+    def run(self, indices, eval_sets=()):
+        losses = np.empty((indices.shape[1], len(self.variants)), dtype=np.float64)
+        for column, (v, stream) in enumerate(zip(self.variants, self.streams)):
+            for step, idx in enumerate(indices[stream]):
+                losses[step, column] = float(v.model.train_on_batch(self.x[idx], self.y[idx]))
+        counts = [
+            [int(np.sum(np.argmax(v.model.predict_on_batch(x), axis=1) == y)) for v in self.variants]
+            for x, y in eval_sets
         ]
-
-    def accuracies(self, x, y):
-        # argmax in NumPy: a jitted argmax leaves a jaxpr in one of JAX's caches for every new model.
-        return [float(np.mean(np.argmax(np.asarray(logits), axis=1) == y)) for logits in self._predict(self.state, x)]
+        return losses, counts
 
     def finish(self):
-        """Write the trained state back into the Keras variables."""
-        for owners, values in zip(
-            (
-                [m.trainable_variables for m in self.models],
-                [m.non_trainable_variables for m in self.models],
-                [o.variables for o in self.optimizers],
-            ),
-            self.state,
-        ):
-            for variables, arrays in zip(owners, values):
-                for variable, array in zip(variables, arrays):
-                    variable.assign(array)
+        pass
+
+    def finalize(self):
+        for v in self.variants:  # as `fit` does at the end of training
+            v.optimizer.finalize_variable_values(v.model.trainable_variables)
 
 
 def optimizer_path(optimizer, loss_fn, start, steps):

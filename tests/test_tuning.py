@@ -1,38 +1,44 @@
-"""The keras-tuner search: narrowing oracle, report, resume after SIGKILL, chief + workers, mixed precision."""
+"""The keras-tuner search: oracles and their batches, report, resume after SIGKILL, chief + workers, internals."""
 
 import copy
 import csv
+import importlib
+import inspect
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras_tuner
 import numpy as np
 import pytest
 from conftest import ROOT
-from keras_tuner.src.engine.trial import TrialStatus
+from keras_tuner.engine.trial import TrialStatus
 
+from coursekit import runtime
 from coursekit.results import write_json
-from tuning import SearchSettings, run_search
+from tuning import SearchSettings, internals, run_search
 from tuning.__main__ import main as tuning_main
-from tuning.oracles import NarrowingOracle
+from tuning.oracles import BayesianOracle, HyperbandOracle, NarrowingOracle, RandomOracle
+from tuning.search import build_model, seed_trial
 
 SMOKE = dict(dataset="digits", trials=4, epochs=2, train_size=200, hidden_sizes=[20, 20])
 
 
-def make_oracle(tmp_path, **kwargs):
+def make_oracle(tmp_path, cls=NarrowingOracle, **kwargs):
     hp = keras_tuner.HyperParameters()
     hp.Float("learning_rate", 1e-6, 1e-2, sampling="log")
     hp.Choice("optimizer", ["SGD", "Adam"])
-    oracle = NarrowingOracle(
-        objective=keras_tuner.Objective("val_accuracy", "max"), hyperparameters=hp, seed=1, **kwargs
-    )
+    oracle = cls(objective=keras_tuner.Objective("val_accuracy", "max"), hyperparameters=hp, seed=1, **kwargs)
     oracle._set_project_dir(str(tmp_path), "oracle")
     return oracle
+
+
+def take(oracle, k, tuner_id="tuner0"):
+    """What the tuner does: ask under K sub-ids; the RUNNING trials and every answer's status."""
+    answers = [oracle.create_trial(f"{tuner_id}/{i}") for i in range(k)]
+    return [t for t in answers if t.status == TrialStatus.RUNNING], [t.status for t in answers]
 
 
 def finish(oracle, trial):
@@ -81,22 +87,67 @@ def test_round_state_survives_save_and_reload(tmp_path):
 
 @pytest.mark.parametrize("killed", ["before the pop", "before oracle.json"])
 def test_a_trial_ended_just_before_a_kill_is_not_run_again(tmp_path, killed):
-    oracle = make_oracle(tmp_path, max_trials=4, rounds=2)
-    first = oracle.create_trial("tuner0")
-    finish(oracle, first)
-    second = oracle.create_trial("tuner0")
+    oracle = make_oracle(tmp_path, max_trials=8, rounds=2)
+    first, _ = take(oracle, 2)
+    for trial in first:
+        finish(oracle, trial)
+    second, _ = take(oracle, 3)  # a population of 3 ongoing trials
     state_before_end = copy.deepcopy(oracle.get_state())
-    finish(oracle, second)  # end_trial writes trial.json, then oracle.json, then pops the ongoing trial
+    finish(oracle, second[0])  # end_trial writes trial.json, then oracle.json, then pops the ongoing trial
     if killed == "before the pop":
-        oracle.ongoing_trials["tuner0"] = second
+        oracle.ongoing_trials["tuner0/0"] = second[0]
         oracle.save()
     else:  # the new trial.json, the old oracle.json
         write_json(oracle._get_oracle_fname(), state_before_end)
-    reloaded = make_oracle(tmp_path, max_trials=4, rounds=2)
+    reloaded = make_oracle(tmp_path, max_trials=8, rounds=2)
     reloaded.reload()
-    assert reloaded.end_order == [first.trial_id, second.trial_id]
-    assert reloaded.ongoing_trials == {} and reloaded._retry_queue == []
-    assert reloaded.create_trial("tuner0").trial_id not in (first.trial_id, second.trial_id)
+    ended = [t.trial_id for t in first] + [second[0].trial_id]
+    assert reloaded.end_order == ended
+    assert reloaded.ongoing_trials == {} and sorted(internals.retry_queue(reloaded)) == [t.trial_id for t in second[1:]]
+    again, _ = take(reloaded, 3)  # the two interrupted trials first, then a new one
+    assert sorted(t.trial_id for t in again[:2]) == [t.trial_id for t in second[1:]]
+    assert not {t.trial_id for t in again} & set(ended)
+
+
+def test_batches_go_as_far_as_each_oracle_allows(tmp_path):
+    random_batch, _ = take(make_oracle(tmp_path / "r", RandomOracle, max_trials=30), 20)
+    assert len(random_batch) == 20
+    narrowing = make_oracle(tmp_path / "n", max_trials=30, rounds=3)
+    batch, statuses = take(narrowing, 20)  # a round is 10 trials: the rest wait for its results
+    assert len(batch) == 10 and statuses[10:] == [TrialStatus.IDLE] * 10
+    bayesian = make_oracle(tmp_path / "b", BayesianOracle, max_trials=30)
+    batch, statuses = take(bayesian, 20)  # 3 per hyperparameter random points, then IDLE until they end
+    assert len(batch) == 6 and set(statuses[6:]) == {TrialStatus.IDLE}
+    for trial in batch:
+        finish(bayesian, trial)
+    batch, _ = take(bayesian, 4)  # Gaussian-process choices, kept apart by the pending ones
+    values = [t.hyperparameters.values["learning_rate"] for t in batch]
+    assert len(batch) == 4 and len(set(values)) == 4
+    hyperband = make_oracle(tmp_path / "h", HyperbandOracle, max_epochs=9, factor=3)
+    batch, statuses = take(hyperband, 40)  # brackets' first rounds, until one needs results
+    assert 0 < len(batch) < 40 and TrialStatus.IDLE in statuses
+    assert len({t.hyperparameters.values["tuner/epochs"] for t in batch}) > 1  # trained in groups by length
+
+
+def test_the_last_pass_stops_every_sub_id(tmp_path):
+    """The chief of a distributed search exits once every tuner id it saw was told STOPPED."""
+    oracle = make_oracle(tmp_path, RandomOracle, max_trials=3)
+    batch, _ = take(oracle, 4)
+    for trial in batch:
+        finish(oracle, trial)
+    assert take(oracle, 4) == ([], [TrialStatus.STOPPED] * 4)
+    assert oracle.tuner_ids == set() and oracle.ongoing_trials == {}
+
+
+def test_workers_gate_gives_every_worker_a_trial_whoever_asks_first(tmp_path):
+    oracle = make_oracle(tmp_path, RandomOracle, max_trials=10, workers=2)
+    assert take(oracle, 3, "tuner1")[1] == [TrialStatus.IDLE] * 3  # waits for the second worker
+    first, _ = take(oracle, 3, "tuner0")  # one trial only, until every worker has one
+    assert len(first) == 1
+    second, _ = take(oracle, 3, "tuner1")
+    assert len(second) == 3
+    finish(oracle, first[0])
+    assert len(take(oracle, 3, "tuner0")[0]) == 3  # then free for all
 
 
 def test_bad_oracle_arguments():
@@ -153,6 +204,16 @@ def test_search_report(tmp_path):
     assert summary["completed"] == 4
 
 
+@pytest.mark.parametrize("oracle", ["bayesian", "hyperband"])
+def test_keras_tuners_own_oracles_run_in_populations(tmp_path, oracle):
+    summary, _ = run_search(SearchSettings(oracle=oracle, **{**SMOKE, "trials": 7, "epochs": 3}), tmp_path, verbose=0)
+    trials = read_csv(tmp_path / "trials.csv")
+    assert summary["completed"] == len(trials) >= 4 and all(t["status"] == "COMPLETED" for t in trials)
+    assert max(float(t["population"]) for t in trials) > 1  # trained several at a time
+    if oracle == "hyperband":  # brackets of different lengths, each trained for its own number of epochs
+        assert len({t["epochs"] for t in trials}) > 1
+
+
 def test_mixed_precision_applies_inside_every_trial(tmp_path):
     run_search(SearchSettings(oracle="random", mixed_precision=True, **SMOKE), tmp_path, verbose=0)
     assert [t["compute_bits"] for t in read_csv(tmp_path / "trials.csv")] == ["16.0"] * 4
@@ -181,38 +242,36 @@ def tuning_command(out, trials=4, epochs=3, quiet=True):
     return command + (["--quiet"] if quiet else [])
 
 
-def test_sigkill_then_rerun_resumes_without_repeating_finished_trials(tmp_path):
-    oracle_file = tmp_path / "keras_tuner" / "search" / "oracle.json"
-    process = subprocess.Popen(tuning_command(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if len(json.loads(oracle_file.read_text())["end_order"]) >= 2:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    state = json.loads(oracle_file.read_text())
-    finished = list(state["end_order"])
-    assert 2 <= len(finished) < 4, "the search ended before it could be killed"
-    before = {
-        t: json.loads((tmp_path / "keras_tuner" / "search" / f"trial_{t}" / "trial.json").read_text()) for t in finished
-    }
+def trial_files(tmp_path):
+    folder = tmp_path / "keras_tuner" / "search"
+    return {p.parent.name[len("trial_") :]: json.loads(p.read_text()) for p in folder.glob("trial_*/trial.json")}
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "population_trained:2",  # the second population trained, none of it reported: both its trials run again
+        "trial_ended:3",  # the third trial ended, its population's other trial not: that one runs again
+    ],
+)
+def test_sigkill_then_rerun_resumes_without_losing_or_repeating_trials(tmp_path, fault):
+    """Kills at a chosen point (COURSEKIT_TUNING_FAULT), not when a polled file says so."""
+    env = {**os.environ, "COURSEKIT_TUNING_FAULT": fault}  # 4 trials, populations of 2 (2 rounds)
+    killed = subprocess.run(tuning_command(tmp_path), cwd=ROOT, env=env, capture_output=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    before = {t: saved for t, saved in trial_files(tmp_path).items() if saved["status"] == "COMPLETED"}
+    assert len(before) == (2 if fault.startswith("population") else 3)
 
     result = subprocess.run(tuning_command(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     trials = {t["trial_id"]: t for t in read_csv(tmp_path / "trials.csv")}
     assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials.values())
+    oracle = json.loads((tmp_path / "keras_tuner" / "search" / "oracle.json").read_text())
+    assert sorted(oracle["end_order"]) == sorted(trials) and set(oracle["run_times"].values()) == {1}
     for trial_id, saved in before.items():  # kept as they were, not run again
-        assert float(trials[trial_id]["learning_rate"]) == saved["hyperparameters"]["values"]["learning_rate"]
+        assert trial_files(tmp_path)[trial_id] == saved
         observations = saved["metrics"]["metrics"]["val_accuracy"]["observations"]
         assert float(trials[trial_id]["final_val_accuracy"]) == observations[-1]["value"][0]
-        assert (
-            float(trials[trial_id]["duration_s"])
-            == saved["metrics"]["metrics"]["duration_s"]["observations"][-1]["value"][0]
-        )
 
 
 def free_port():
@@ -223,9 +282,9 @@ def free_port():
 
 def test_chief_and_two_workers_on_localhost(tmp_path):
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
-    command = tuning_command(tmp_path, trials=6, epochs=2, quiet=False)
-    # Workers first: they wait for the chief's oracle (gRPC wait_for_ready), so both are
-    # usually waiting when it starts handing out trials, not one of them still importing.
+    # The chief hands out trials once both workers have asked, a second one to a worker only
+    # once each has one (--workers 2): both take part, whichever connects first.
+    command = tuning_command(tmp_path, trials=6, epochs=2, quiet=False) + ["--workers", "2"]
     workers = [
         subprocess.Popen(
             command,
@@ -254,5 +313,44 @@ def test_chief_and_two_workers_on_localhost(tmp_path):
     assert all(w.returncode == 0 for w in workers) and chief.returncode == 0, chief_output[-2000:]
     ran = [sum(line.startswith(f"tuner{i}: trial ") for line in out.splitlines()) for i, out in enumerate(outputs)]
     assert sum(ran) == 6 and min(ran) >= 1, ran
+    assert "population of" in outputs[0] + outputs[1]
     assert "tuning: wrote" in chief_output
     assert len(read_csv(tmp_path / "trials.csv")) == 6
+
+
+def test_workers_option_needs_a_distributed_search(tmp_path):
+    with pytest.raises(ValueError, match="workers=2 applies to a distributed search"):
+        run_search(SearchSettings(workers=2, **SMOKE), tmp_path, verbose=0)
+
+
+def test_importing_the_package_changes_no_global_state():
+    code = "import os; before = dict(os.environ); import tuning; assert dict(os.environ) == before"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_the_keras_tuner_internals_the_search_relies_on_are_there():
+    """Fails loudly when keras-tuner renames or drops what tuning/internals.py uses."""
+    for owner, name in internals.USED:
+        module_name, _, class_name = owner.rpartition(".")
+        try:
+            owner_object = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            owner_object = importlib.import_module(owner)
+        if inspect.isclass(owner_object) and name not in dir(owner_object):  # an attribute set in __init__
+            instance = owner_object.__new__(owner_object)
+            owner_object.__init__(instance, **({"objective": "val_accuracy"} if "Oracle" in owner else {}))
+            owner_object = instance
+        assert hasattr(owner_object, name), f"keras-tuner {keras_tuner.__version__} has no {owner}.{name}"
+
+
+def test_a_trial_seeded_for_the_search_builds_the_model_seed_everything_builds():
+    settings = SearchSettings(max_dropout=0.5, batch_norm="on")
+    hp = keras_tuner.HyperParameters()
+    hp.Float("dropout", 0.0, 0.5, default=0.3)
+    models = []
+    for seed_function in (seed_trial, runtime.seed_everything):
+        seed_function(7)
+        models.append(build_model(hp, settings, 64, 10))
+    assert any("seed_generator" in v.path for v in models[0].variables)  # dropout layers' seeds compared too
+    for ours, theirs in zip(*(m.variables for m in models)):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())

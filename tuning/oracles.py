@@ -2,56 +2,68 @@
 
 Every oracle here:
 - scores a trial by its *final* validation accuracy (the reference ranks trials by
-  the last epoch; keras-tuner's default would take the best epoch), and
+  the last epoch; keras-tuner's default would take the best epoch),
 - writes its state and trial files atomically (temporary file + rename), so a
-  search killed at any instant, even by SIGKILL, reloads and resumes, and
-- on reload, never runs again a trial whose own file says it ended (see
-  `CourseOracleMixin.set_state`).
+  search killed at any instant, even by SIGKILL, reloads and resumes, and on
+  reload never runs again a trial whose own file says it ended
+  (`tuning.internals.OracleInternals`),
+- hands trials to a tuner that asks for several at once (a population, one
+  `create_trial` per member under the sub-ids "TUNER/0", "TUNER/1", ...): as many
+  as it can before it must wait for results (IDLE), and
+- with `workers=N` (the chief of a distributed search), hands out nothing until N
+  workers have asked, and gives a worker a second trial only once every worker
+  has one, so each of the N workers takes part whichever connects first.
 """
 
 import math
 import random
 
 import keras_tuner
-from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.engine.hyperparameters import hp_types
+from keras_tuner.engine.hyperparameters import Float, Int
+from keras_tuner.engine.trial import Trial, TrialStatus
 
-from coursekit.results import write_json
+from tuning.internals import OracleInternals
 
-TrialStatus = trial_module.TrialStatus
 ORACLES = ("random", "narrowing", "bayesian", "hyperband")
 
 
-class CourseOracleMixin:
-    """Final-epoch scores and atomic state files; mixed into each oracle class."""
+def worker_of(tuner_id):
+    """The worker behind a population member's sub-id: "tuner0/3" -> "tuner0"."""
+    return tuner_id.split("/")[0]
+
+
+class CourseOracleMixin(OracleInternals):
+    """Final-epoch scores, atomic files, and the start gate for `workers`; mixed into each oracle class.
+
+    Args:
+        workers: The number of workers a distributed search waits for (on the chief).
+            Defaults to `None` (no gate).
+    """
+
+    def __init__(self, *args, workers=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workers = workers
+        self._asked, self._served = set(), set()  # workers that asked / that were handed a trial
 
     def score_trial(self, trial):
         history = trial.metrics.get_history(self.objective.name)
         trial.score = history[-1].mean()
         trial.best_step = history[-1].step
 
-    def save(self):
-        write_json(self._get_oracle_fname(), self.get_state())
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        if self.workers and tuner_id not in self.ongoing_trials and not self._may_start(worker_of(tuner_id)):
+            return Trial(self.get_space(), status=TrialStatus.IDLE)
+        trial = super().create_trial(tuner_id)
+        if trial.status == TrialStatus.RUNNING:
+            self._served.add(worker_of(tuner_id))
+        return trial
 
-    def _save_trial(self, trial):
-        write_json(f"{self._get_trial_dir(trial.trial_id)}/trial.json", trial.get_state())
-
-    def set_state(self, state):
-        """Reload the saved state, counting a trial whose trial.json says it ended as ended.
-
-        keras-tuner's `end_trial` writes trial.json, then oracle.json, and only then
-        drops the trial from `ongoing_trials`; on reload every ongoing trial is queued
-        to run again. A search killed in that window would run a finished trial twice.
-        """
-        end_order, ongoing = list(state["end_order"]), {}
-        for tuner_id, trial_id in state["ongoing_trials"].items():
-            trial = self.trials.get(trial_id)
-            ended = trial is not None and trial.status in (TrialStatus.COMPLETED, TrialStatus.FAILED)
-            if ended and trial_id not in end_order:
-                end_order.append(trial_id)
-            elif not ended:
-                ongoing[tuner_id] = trial_id
-        super().set_state({**state, "end_order": end_order, "ongoing_trials": ongoing})
+    def _may_start(self, worker):
+        """Until each of the `workers` has asked, and then has a trial, a worker waits or takes only one."""
+        self._asked.add(worker)
+        served = self._served
+        return len(self._asked) >= self.workers and (worker not in served or len(served) >= self.workers)
 
 
 class RandomOracle(CourseOracleMixin, keras_tuner.oracles.RandomSearchOracle):
@@ -59,11 +71,31 @@ class RandomOracle(CourseOracleMixin, keras_tuner.oracles.RandomSearchOracle):
 
 
 class BayesianOracle(CourseOracleMixin, keras_tuner.oracles.BayesianOptimizationOracle):
-    """Gaussian-process Bayesian optimization (keras-tuner's)."""
+    """Gaussian-process Bayesian optimization (keras-tuner's), in batches.
+
+    The first `num_initial_points` trials (default 3 per hyperparameter, at least 3, as
+    keras-tuner) are random and go out as one batch; the oracle then waits (IDLE) until
+    they have ended, so that the Gaussian process starts from all of them. After that each
+    trial is keras-tuner's own choice, which already allows for trials still running: it
+    fits them with a pessimistic guess (predicted mean plus one standard deviation of the
+    loss), steering the next pick away from them. A batch of K therefore explores K points
+    spread by those guesses; the smaller K, the closer to sequential Bayesian optimization.
+    """
+
+    def populate_space(self, trial_id):
+        initial = self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
+        ended = sum(t.status != TrialStatus.RUNNING for t in self.trials.values())
+        if ended < initial <= len(self.trials):
+            return {"status": TrialStatus.IDLE, "values": None}
+        return super().populate_space(trial_id)
 
 
 class HyperbandOracle(CourseOracleMixin, keras_tuner.oracles.HyperbandOracle):
-    """Hyperband (keras-tuner's): many short trials, the best trained longer."""
+    """Hyperband (keras-tuner's): many short trials, the best trained longer.
+
+    A batch takes the trials of a bracket's round up to the point where the next round
+    needs their results (keras-tuner then starts the next bracket, or answers IDLE).
+    """
 
 
 class NarrowingOracle(CourseOracleMixin, keras_tuner.Oracle):
@@ -208,13 +240,16 @@ class NarrowingOracle(CourseOracleMixin, keras_tuner.Oracle):
 
 
 def _is_numeric(hp):
-    return isinstance(hp, (hp_types.Float, hp_types.Int))
+    return isinstance(hp, (Float, Int))
 
 
-def make_oracle(name, *, max_trials, seed, epochs, rounds=None, keep=None, margin=0.1):
-    """The oracle called `name` (one of ORACLES), maximising final val_accuracy."""
+def make_oracle(name, *, max_trials, seed, epochs, rounds=None, keep=None, margin=0.1, workers=None):
+    """The oracle called `name` (one of ORACLES), maximising final val_accuracy.
+
+    `workers`: on the chief of a distributed search, how many workers to wait for.
+    """
     objective = keras_tuner.Objective("val_accuracy", direction="max")
-    common = {"objective": objective, "seed": seed}
+    common = {"objective": objective, "seed": seed, "workers": workers}
     if name == "random":
         return RandomOracle(max_trials=max_trials, **common)
     if name == "narrowing":

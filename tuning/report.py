@@ -4,7 +4,7 @@ import math
 import pathlib
 
 import numpy as np
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine.trial import TrialStatus
 
 from coursekit import results
 from coursekit.plots import Line, plot_panels
@@ -20,6 +20,7 @@ TRIAL_COLUMNS = (
     "duration_s",
     "rss_mb",
     "compute_bits",
+    "population",
 )
 
 
@@ -53,6 +54,7 @@ def trial_table(oracle):
             "duration_s": _last(trial, "duration_s"),
             "rss_mb": _last(trial, "rss_mb"),
             "compute_bits": _last(trial, "compute_bits"),
+            "population": _last(trial, "population"),
         }
         row.update({name: trial.hyperparameters.values.get(name) for name in names})
         rows.append(row)
@@ -75,9 +77,7 @@ def curve_rows(oracle):
 def best_trials_figure(oracle, table, path, *, top=20, ncols=5, show=False):
     """The reference's grid: the `top` best trials, validation solid, train dashed."""
     completed = [
-        row
-        for row in table
-        if row["status"] == trial_module.TrialStatus.COMPLETED and not math.isnan(row["final_val_accuracy"])
+        row for row in table if row["status"] == TrialStatus.COMPLETED and not math.isnan(row["final_val_accuracy"])
     ]
     ranked = sorted(completed, key=lambda row: row["final_val_accuracy"], reverse=True)[:top]
     panels = []
@@ -110,7 +110,7 @@ def write_report(tuner, out_dir, *, show=False):
     figure = best_trials_figure(oracle, table, out_dir / "best_trials.png", show=show)
 
     best = evaluate_best(tuner)
-    completed = [row for row in table if row["status"] == trial_module.TrialStatus.COMPLETED]
+    completed = [row for row in table if row["status"] == TrialStatus.COMPLETED]
     memory = [row["rss_mb"] for row in completed if not math.isnan(row["rss_mb"])]
     summary = {
         "trials": len(table),
@@ -118,7 +118,7 @@ def write_report(tuner, out_dir, *, show=False):
         **best,
         "val_accuracy >= 0.7": sum(row["final_val_accuracy"] >= 0.7 for row in completed),
         "rss_mb first/last trial": [round(float(memory[0]), 1), round(float(memory[-1]), 1)] if memory else None,
-        "rss_mb growth per trial (fit over trials)": _growth(memory),
+        "rss_mb growth per trial (fit over the later half)": _growth(memory[len(memory) // 2 :]),
     }
     if hasattr(oracle, "round_bounds"):
         summary["round bounds"] = [
@@ -130,7 +130,7 @@ def write_report(tuner, out_dir, *, show=False):
 
 
 def _growth(memory):
-    """Least-squares slope of resident memory over trials, MiB per trial."""
+    """Least-squares slope of resident memory over trials, MiB per trial (the later half: past the warm-up)."""
     if len(memory) < 3:
         return None
     return round(float(np.polyfit(np.arange(len(memory)), memory, 1)[0]), 3)
@@ -139,13 +139,10 @@ def _growth(memory):
 def evaluate_best(tuner):
     """The best trial's hyperparameters and its model's accuracy on the test set (used once, here)."""
     best_trials = tuner.oracle.get_best_trials(1)
-    if not best_trials or best_trials[0].status != trial_module.TrialStatus.COMPLETED:
+    if not best_trials or best_trials[0].status != TrialStatus.COMPLETED:
         return {"best_trial": None}
     trial = best_trials[0]
-    try:
-        model, source = tuner.load_model(trial), "the trial's saved weights"
-    except (OSError, ValueError):  # weights on another machine's disk: train it again
-        model, source = tuner.fit_trial_model(trial)[0], "retrained with the trial's seed"
+    model, source = tuner.trained_model(trial)
     data = tuner.dataset
     predicted = np.argmax(model.predict(data.x_test, batch_size=1000, verbose=0), axis=1)
     return {

@@ -5,9 +5,8 @@ import datetime
 import pathlib
 import time
 
-from keras_tuner.src.distribute import utils as dist_utils
-
 from coursekit import data, results, runtime
+from tuning import internals
 from tuning.report import write_report
 from tuning.search import CourseTuner
 
@@ -23,6 +22,11 @@ def run_search(settings, out_dir, *, overwrite=False, verbose=1, show=False):
     a worker (runs trials). Returns (summary, tuner); the summary is None on a worker.
     """
     settings.validate()
+    if settings.workers and not internals.has_chief_oracle():
+        raise ValueError(
+            f"workers={settings.workers} applies to a distributed search (KERASTUNER_ORACLE_IP and "
+            "KERASTUNER_TUNER_ID set); a search on one machine has no workers to wait for"
+        )
     out_dir = pathlib.Path(out_dir)
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.perf_counter()
@@ -36,13 +40,13 @@ def run_search(settings, out_dir, *, overwrite=False, verbose=1, show=False):
     tuner = CourseTuner(
         settings,
         dataset,
-        log_trials=verbose > 0 and dist_utils.has_chief_oracle(),
+        log_trials=verbose > 0 and internals.has_chief_oracle(),
         directory=str(out_dir / "keras_tuner"),
         project_name=PROJECT,
         overwrite=overwrite,
     )
     tuner.search(verbose=verbose)
-    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+    if internals.has_chief_oracle() and not internals.is_chief_oracle():
         return None, tuner  # a worker: the chief writes the report
     table, summary, figures = write_report(tuner, out_dir, show=show)
     config = {
@@ -52,7 +56,7 @@ def run_search(settings, out_dir, *, overwrite=False, verbose=1, show=False):
         "dataset": dataset.summary(),
         **runtime.device_report(),
         "versions": runtime.package_versions(),
-        "distributed": dist_utils.has_chief_oracle(),
+        "distributed": internals.has_chief_oracle(),
         "started_at": started.isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - clock, 3),
         "figures": [f.name for f in figures],

@@ -1,0 +1,200 @@
+"""The chapter's 100-trial search: `python -m tuning` against the plain NumPy loop, side by side in one run.
+
+The workload is the reference's hyperparameter search: 100 trials of a 784-[100]x6-10 ReLU
+net (He initial weights, SGD, weight decay), each 50 epochs of 4 minibatches of 100 on 400
+training images, with the accuracy of the 400 training and the 100 validation images after
+every epoch; learning rate 10^U(-6,-2), weight decay 10^U(-8,-4).
+
+- numpy, the book's loop: what the book's `Trainer` and `MultiLayerNet` compute, in float64:
+  a minibatch drawn with replacement, the gradient by backpropagation through Affine/ReLU
+  layers (every Affine layer's backward also computes dx, the first one's included), the
+  SGD update, the minibatch loss computed again after the update (the Trainer records it),
+  the accuracy of both splits every epoch and of the validation split at the end. It runs
+  at its best on this machine: a short probe picks the faster of NumPy's default BLAS
+  threads and one thread.
+- numpy, lean: the same search with `coursekit.reference.MultiLayerNet` (no dx of the
+  first layer, no second loss): the least NumPy can do, for comparison.
+- `python -m tuning --oracle random --trials 100 ...`: the whole command in a subprocess
+  (start-up, data, oracle, training, report and figure), on TensorFlow (the default
+  backend) and on JAX, with the default population (K = 20) and, for its peak memory, with
+  all 100 trials in one population.
+
+Printed: wall seconds, the ratio to NumPy (target <= 0.5x on TensorFlow), peak resident
+memory of each command, and the resident-memory growth per trial over the search.
+
+    python benchmarks/search.py [--dataset idx:PATH] [--numpy-trials 100] [--skip-k100]
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from coursekit import data, reference  # noqa: E402
+
+EPOCHS, BATCH, TRIALS = 50, 100, 100
+SIZES = [784] + [100] * 6 + [10]
+
+
+class BookNet:
+    """The book's MultiLayerNet (ReLU, He weights, weight decay) as its layers compute it, in float64."""
+
+    def __init__(self, sizes, lam, rng):
+        self.lam = lam
+        self.weights = [rng.standard_normal((m, n)) * np.sqrt(2.0 / m) for m, n in zip(sizes[:-1], sizes[1:])]
+        self.biases = [np.zeros(n) for n in sizes[1:]]
+
+    def forward(self, x):
+        """Logits and the input of every Affine layer."""
+        inputs = []
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            inputs.append(x)
+            x = x @ w + b
+            if i < len(self.weights) - 1:
+                x = np.maximum(x, 0)
+        return x, inputs
+
+    def loss(self, x, t):
+        """Softmax cross-entropy plus 0.5 * lambda * sum(W^2); also returns dL/dlogits and the layer inputs."""
+        logits, inputs = self.forward(x)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        rows = np.arange(len(t))
+        loss = -np.mean(np.log(p[rows, t] + 1e-7)) + 0.5 * self.lam * sum(np.sum(w**2) for w in self.weights)
+        p[rows, t] -= 1
+        return loss, p / len(t), inputs
+
+    def gradient(self, x, t):
+        _, dout, inputs = self.loss(x, t)
+        grads = []
+        for i in reversed(range(len(self.weights))):
+            grads.append((inputs[i].T @ dout + self.lam * self.weights[i], dout.sum(axis=0)))
+            dout = dout @ self.weights[i].T  # Affine.backward: dx, for the first layer too
+            if i > 0:
+                dout = dout * (inputs[i] > 0)  # Relu.backward
+        return grads[::-1]
+
+    def accuracy(self, x, t):
+        return np.mean(np.argmax(self.forward(x)[0], axis=1) == t)
+
+
+def book_trial(x, y, x_val, y_val, rng):
+    """One trial as the book's Trainer runs it; returns the final validation accuracy."""
+    learning_rate, lam = 10 ** rng.uniform(-6, -2), 10 ** rng.uniform(-8, -4)
+    net = BookNet([x.shape[1]] + SIZES[1:], lam, rng)
+    per_epoch = max(len(x) // BATCH, 1)
+    for iteration in range(EPOCHS * per_epoch):
+        rows = rng.choice(len(x), BATCH)
+        for (w, b), (grad_w, grad_b) in zip(zip(net.weights, net.biases), net.gradient(x[rows], y[rows])):
+            w -= learning_rate * grad_w
+            b -= learning_rate * grad_b
+        net.loss(x[rows], y[rows])  # the Trainer's train_loss_list
+        if iteration % per_epoch == 0:
+            net.accuracy(x, y), net.accuracy(x_val, y_val)
+    return net.accuracy(x_val, y_val)
+
+
+def lean_trial(x, y, x_val, y_val, rng):
+    """One trial with the kit's NumPy reference network."""
+    learning_rate, lam = 10 ** rng.uniform(-6, -2), 10 ** rng.uniform(-8, -4)
+    net = reference.MultiLayerNet([x.shape[1]] + SIZES[1:], rng, weight_decay_lambda=lam)
+    optimizer = reference.SGD(lr=learning_rate)
+    per_epoch = max(len(x) // BATCH, 1)
+    for iteration in range(EPOCHS * per_epoch):
+        rows = rng.choice(len(x), BATCH)
+        _, grads = net.loss_and_grads(x[rows], y[rows])
+        optimizer.update(net.params, grads)
+        if iteration % per_epoch == 0:
+            net.accuracy(x, y), net.accuracy(x_val, y_val)
+    return net.accuracy(x_val, y_val)
+
+
+def numpy_search(trial, dataset, trials, threads):
+    """Seconds for `trials` trials of `trial` with `threads` BLAS threads (None: NumPy's default)."""
+    x, y = dataset.x_train.astype(np.float64), dataset.y_train
+    x_val, y_val = dataset.x_val.astype(np.float64), dataset.y_val
+    rng = np.random.default_rng(0)
+    with threadpool_limits(limits=threads):
+        started = time.perf_counter()
+        for _ in range(trials):
+            trial(x, y, x_val, y_val, rng)
+        return time.perf_counter() - started
+
+
+def tuning_command(dataset, out, population=None):
+    command = [sys.executable, "-m", "tuning", "--oracle", "random", "--trials", str(TRIALS)]
+    command += ["--epochs", str(EPOCHS), "--dataset", dataset, "--out", str(out), "--quiet", "--overwrite"]
+    return command + (["--population", str(population)] if population else [])
+
+
+def run_tuning(dataset, backend, population=None):
+    """(wall seconds, peak resident MiB, summary) of one whole `python -m tuning` command."""
+    with tempfile.TemporaryDirectory() as out:
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        started = time.perf_counter()
+        process = subprocess.Popen(tuning_command(dataset, out, population), cwd=ROOT, env=env, stdout=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        output = process.stdout.read().decode()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise SystemExit(f"python -m tuning failed ({backend}):\n{output[-2000:]}")
+        summary = json.loads((pathlib.Path(out) / "config.json").read_text())["summary"]
+        return seconds, usage.ru_maxrss / 1024, summary
+
+
+def main(argv=None):
+    default_dataset = f"idx:{ROOT.parent / 'shared' / 'datasets' / 'mnist'}"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=default_dataset, help=f"default: {default_dataset}")
+    parser.add_argument("--numpy-trials", type=int, default=TRIALS, help="NumPy trials timed (scaled to 100)")
+    parser.add_argument("--skip-k100", action="store_true", help="skip the population of 100 trials")
+    args = parser.parse_args(argv)
+    dataset = data.load_dataset(args.dataset, train_size=500, validation_fraction=0.2)
+
+    probe = {threads: numpy_search(book_trial, dataset, 2, threads) for threads in (None, 1)}
+    threads = min(probe, key=probe.get)
+    scale = TRIALS / args.numpy_trials
+    numpy_s = numpy_search(book_trial, dataset, args.numpy_trials, threads) * scale
+    lean_s = numpy_search(lean_trial, dataset, args.numpy_trials, threads) * scale
+    rows = [
+        (f"numpy, the book's loop (BLAS threads: {threads or 'default'})", numpy_s, None, None),
+        ("numpy, lean (coursekit.reference)", lean_s, None, None),
+    ]
+    runs = [("tensorflow", None), ("jax", None)] + ([] if args.skip_k100 else [("tensorflow", TRIALS)])
+    for backend, population in runs:
+        seconds, peak, summary = run_tuning(args.dataset, backend, population)
+        label = f"python -m tuning, {backend}, population {population or 20}"
+        rows.append((label, seconds, peak, summary["rss_mb growth per trial (fit over the later half)"]))
+
+    print(
+        f"the chapter's search: {TRIALS} trials x {EPOCHS} epochs, 784-[100]x6-10, batch {BATCH}; {os.cpu_count()} CPUs"
+    )
+    if args.numpy_trials != TRIALS:
+        print(f"(numpy: {args.numpy_trials} trials timed, scaled to {TRIALS})")
+    print(f"{'what':52s} {'seconds':>8s} {'x book':>7s} {'peak MiB':>9s} {'MiB/trial':>10s}")
+    for label, seconds, peak, growth in rows:
+        peak_text = "" if peak is None else f"{peak:9.0f}"
+        growth_text = "" if growth is None else f"{growth:10.3f}"
+        print(f"{label:52s} {seconds:8.1f} {seconds / numpy_s:7.2f} {peak_text:>9s} {growth_text:>10s}")
+    tensorflow, jax = rows[2][1] / numpy_s, rows[3][1] / numpy_s
+    print(
+        f"summary: python -m tuning = {tensorflow:.2f}x the book's NumPy loop on TensorFlow (target <= 0.5x), "
+        f"{jax:.2f}x on JAX; {rows[2][1] / lean_s:.2f}x and {rows[3][1] / lean_s:.2f}x the lean NumPy loop"
+    )
+    return 0 if math.isfinite(tensorflow) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,532 @@
+"""Compiled training programs: the training step written once, for one model or a population.
+
+`train_step` is the whole update of one model, a pure function over Keras' stateless API:
+
+```python
+logits, non_trainable, penalties = model.stateless_call(trainable, non_trainable, x, training=True, return_losses=True)
+loss = loss_fn(y, logits) + sum(penalties)          # data loss + regularization penalties (weight decay)
+grads = d optimizer.scale_loss(loss) / d trainable  # loss scaling (mixed precision), inside a StatelessScope
+trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, grads, trainable)
+```
+
+Each backend contributes only its jit, gradient, vectorizing map and loop (`_JaxBackend`,
+`_TensorFlowBackend`): `jax.jit` / `tf.function`, `jax.value_and_grad` / `tf.GradientTape`,
+`jax.vmap` / `tf.vectorized_map`, `lax.fori_loop` / `tf.while_loop`.
+
+Members (a model and its optimizer) that share an `architecture` form a *group*: their
+variables are stacked along a new first axis and one vectorized program trains them all
+(batched matrix products). A group of one is called directly. A `Program` runs several
+groups side by side in one compiled call: the labs' variants of different structure are
+groups of one (the fused per-variant loop), a search's trials one group (a population).
+
+Per-member hyperparameters are inputs of the compiled program, not constants baked into it,
+so one compilation serves every population of the same architecture: the learning rate is an
+optimizer variable (it travels with the state), and the attributes in `TUNABLE` (weight-decay
+lambda, dropout rate, momentum, ...) are bound to the member's value while the program is
+traced. Every member keeps its own state: initial weights, minibatch order (its own stream
+of minibatch rows, or the stream it shares with the other variants of a lab), dropout masks
+(its layers' seed-generator state); members do not interact, so a member whose loss turns
+NaN does not disturb the others.
+"""
+
+import collections
+import contextlib
+import json
+
+import keras
+import numpy as np
+from keras import ops
+
+from coursekit import optimizers
+from coursekit.layers import Dropout
+from coursekit.regularizers import WeightDecay
+
+# (class, attribute): per-member hyperparameters bound as inputs of the compiled program. A value
+# of 0 is structural instead (no dropout, no decay): such members form a group of their own.
+TUNABLE = (
+    (WeightDecay, "lam"),
+    (Dropout, "rate"),
+    (optimizers.Momentum, "momentum"),
+    (optimizers.RMSprop, "rho"),
+    (optimizers.Adam, "beta_1"),
+    (optimizers.Adam, "beta_2"),
+)
+_TUNED = "<per-member input>"
+
+
+def tunables(model, optimizer):
+    """The (object, attribute) pairs of `TUNABLE` in a model and its optimizer, in a fixed order."""
+    found, seen = [], set()
+    for obj in [*_sublayers(model), *_regularizers(_sublayers(model)), optimizer]:
+        for cls, attribute in TUNABLE:
+            if isinstance(obj, cls) and (id(obj), attribute) not in seen:
+                seen.add((id(obj), attribute))
+                found.append((obj, attribute))
+    return found
+
+
+def _sublayers(model):
+    layers = []
+    for layer in getattr(model, "layers", []):
+        layers += [layer, *_sublayers(layer)]
+    return layers
+
+
+def _regularizers(layers):
+    """The `WeightDecay` regularizers the layers hold (as `kernel_regularizer` and the like)."""
+    return [value for layer in layers for value in vars(layer).values() if isinstance(value, WeightDecay)]
+
+
+@contextlib.contextmanager
+def bound(pairs, values):
+    """Set each `(object, attribute)` in `pairs` to the matching entry of `values`, restoring them after."""
+    previous = [getattr(obj, attribute) for obj, attribute in pairs]
+    try:
+        for (obj, attribute), value in zip(pairs, values):
+            setattr(obj, attribute, value)
+        yield
+    finally:
+        for (obj, attribute), value in zip(pairs, previous):
+            setattr(obj, attribute, value)
+
+
+def architecture(model, optimizer, tuned=True):
+    """A key equal for two members exactly when one compiled program can train both.
+
+    It is the models' and optimizers' configs and variable shapes, without what lives in the
+    state: initializers and seeds (initial values) and the learning rate (an optimizer
+    variable); with `tuned=True`, without the nonzero values of `TUNABLE` attributes either
+    (inputs of the program). A `Sequential` model's layer names do not count either (models
+    built in a loop get new generated names).
+    """
+    pairs = tunables(model, optimizer) if tuned else []
+    with bound(pairs, [_TUNED if getattr(obj, attribute) else 0.0 for obj, attribute in pairs]):
+        model_config, optimizer_config = model.get_config(), optimizer.get_config()
+    if isinstance(model, keras.Sequential):  # layers wired in order: their (generated) names do not matter
+        layers = [{**layer, "config": {**layer["config"], "name": None}} for layer in model_config["layers"]]
+        model_config = {**model_config, "name": None, "layers": layers}
+    configs = [type(model).__name__, model_config, type(optimizer).__name__, optimizer_config]
+    shapes = [(tuple(v.shape), str(v.dtype)) for v in [*model.variables, *optimizer.variables]]
+    return json.dumps([_structure(configs), shapes], sort_keys=True, default=str)
+
+
+def _structure(config):
+    """`config` without seeds, initializers and a constant learning rate (they are state, not structure)."""
+    if isinstance(config, dict):
+        return {
+            key: _structure(value)
+            for key, value in config.items()
+            if key != "seed"
+            and not key.endswith("_initializer")
+            and not (key == "learning_rate" and isinstance(value, (int, float)))
+        }
+    if isinstance(config, (list, tuple)):
+        return [_structure(value) for value in config]
+    return config
+
+
+def train_step(template, state, hparams, x, y):
+    """One update of one member (pure): returns `(new_state, loss)`.
+
+    `template` is `(model, optimizer, loss_fn, tunable pairs)` of the member's architecture;
+    `state` is `(trainable, non_trainable, optimizer_variables)` (lists of tensors), `hparams`
+    the member's values of the tunable pairs. The loss is the data loss plus the model's
+    penalties; its gradient is taken of the optimizer's scaled loss (loss scaling).
+    """
+    model, optimizer, loss_fn, pairs = template
+    trainable, non_trainable, optimizer_variables = state
+    backend = _backend()
+
+    def scaled_loss(trainable):
+        logits, new_non_trainable, penalties = model.stateless_call(
+            trainable, non_trainable, x, training=True, return_losses=True
+        )
+        loss = loss_fn(y, logits)
+        for penalty in penalties:
+            loss = loss + penalty
+        with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_variables))):
+            scaled = optimizer.scale_loss(loss)
+        return scaled, (loss, new_non_trainable)
+
+    with bound(pairs, [hparams[i] for i in range(len(pairs))]):
+        (loss, non_trainable), grads = backend.value_and_grad(scaled_loss)(trainable)
+        trainable, optimizer_variables = backend.stateless_apply(optimizer, optimizer_variables, grads, trainable)
+    return [list(trainable), list(non_trainable), list(optimizer_variables)], loss
+
+
+def correct_count(template, state, hparams, x, y):
+    """How many rows of `x` one member classifies as `y` (inference mode), an int32 scalar.
+
+    The predicted class is the first index of the largest logit, as `np.argmax`, computed as
+    an integer argmax of `logits == max(logits)` (the backends' float argmax differ in how
+    they treat -0.0, and TensorFlow's cannot be vectorized).
+    """
+    model, _, _, pairs = template
+    trainable, non_trainable, _ = state
+    with bound(pairs, [hparams[i] for i in range(len(pairs))]):
+        logits, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+    is_max = ops.cast(ops.equal(logits, ops.max(logits, axis=-1, keepdims=True)), "int32")
+    predicted = ops.cast(ops.argmax(is_max, axis=-1), "int32")
+    return ops.sum(ops.cast(ops.equal(predicted, ops.cast(y, "int32")), "int32"))
+
+
+class Program:
+    """Compiled training and evaluation of several groups of members, one call per chunk of steps.
+
+    `train(states, hparams, x, y, indices, steps, eval_sets)`: `steps` updates, `indices`
+    being `(length, streams, batch)`, the minibatch rows of each stream of batches (the rows
+    past `steps` are padding: one compilation serves every number of steps up to `length`);
+    member i trains on stream `streams[i]` (the labs' variants share one, gathered once per
+    step; a search's trials have one each). Then, for each `(x, y)` of `eval_sets`, each
+    member's count of correct predictions (inference mode). Returns the new states, the
+    losses (their first `steps` rows, `(., members)`) and the counts `[(members,) per eval
+    set]`. States are per group `(trainable, non_trainable, optimizer_variables)` with a
+    leading member axis. `templates` hold one member of each group, whose Keras objects are
+    traced.
+
+    On TensorFlow, `xla=True` compiles the `tf.function` with XLA too (JAX always does): it
+    fuses the elementwise work of weight decay and the update rule, 10-15% of a
+    population's time here. `Engine` asks for it only for populations whose models draw no
+    random numbers: XLA's random-number kernels differ from TensorFlow's own, and a trial
+    with dropout must get the masks it gets when trained alone.
+    """
+
+    def __init__(self, templates, sizes, streams, xla=False):
+        self.templates, self.sizes, self.streams = templates, sizes, streams
+        backend = _backend()
+        # Steps and counts are compiled functions of their own, which the call composes: each
+        # is traced once, with or without evaluation after the steps (TensorFlow traces slowly).
+        self._steps, self._counts = backend.jit(self._scan_steps), backend.jit(self._count_correct)
+        self.train = backend.jit(self._train, donate_states=True, xla=xla)
+
+    def _per_group(self, function, states, hparams, per_stream, shared):
+        """Apply `function(template, state, hparams, *per_stream, *shared)` to every member of every group.
+
+        Each member gets its stream's row of the `per_stream` arrays.
+        """
+        backend, outputs, start = _backend(), [], 0
+        for template, size, state, values in zip(self.templates, self.sizes, states, hparams):
+            member_args = [_rows(arg, self.streams[start : start + size]) for arg in per_stream]
+            start += size
+
+            def member(state, values, *args, template=template):
+                return function(template, state, values, *args, *shared)
+
+            if size == 1:  # called directly: a lone model computes exactly as it would on its own
+                out = member(*_nest_map(lambda a: a[0], (state, values, *member_args)))
+                outputs.append(_nest_map(lambda a: ops.expand_dims(a, 0), out))
+            else:
+                outputs.append(backend.vmap(member)(state, values, *member_args))
+        return outputs
+
+    def _train(self, states, hparams, x, y, indices, steps, eval_sets):
+        states, losses = self._steps(states, hparams, x, y, indices, steps)
+        return states, losses, [self._counts(states, hparams, eval_x, eval_y) for eval_x, eval_y in eval_sets]
+
+    def _scan_steps(self, states, hparams, x, y, indices, steps):
+        backend = _backend()
+
+        def one_step(states, step_indices):  # step_indices: (streams, batch)
+            batches = [backend.gather(x, step_indices), backend.gather(y, step_indices)]
+            outputs = self._per_group(train_step, states, hparams, batches, [])
+            return [state for state, _ in outputs], ops.concatenate([loss for _, loss in outputs], axis=0)
+
+        return backend.loop(one_step, states, indices, steps, width=sum(self.sizes))
+
+    def _count_correct(self, states, hparams, x, y):
+        return ops.concatenate(self._per_group(correct_count, states, hparams, [], [x, y]), axis=0)
+
+
+def _rows(array, rows):
+    """`array[rows]` for a tuple of row numbers: a slice where they are consecutive."""
+    if rows == tuple(range(rows[0], rows[0] + len(rows))):
+        return array[rows[0] : rows[0] + len(rows)]
+    return ops.take(array, np.asarray(rows, dtype="int32"), axis=0)
+
+
+def _nest_map(function, structure):
+    return keras.tree.map_structure(function, structure)
+
+
+class Engine:
+    """Trains `variants` (models with their optimizers) in one compiled program per chunk of steps.
+
+    `group=True` puts variants that share an `architecture` into one vectorized group (a
+    population) whose `TUNABLE` hyperparameters are inputs; programs are cached by
+    architecture, so the next population of the same architecture and size reuses the
+    compiled program. `group=False` keeps each variant a group of its own with its
+    hyperparameters as constants (the per-variant loop inside one compiled step: every
+    variant computes exactly as it would alone). `finish()` writes the trained
+    state back into the Keras variables (call it in a `finally`); `finalize()` then lets each
+    optimizer finalize its variables as `fit` does (EMA writes its averaged weights back).
+    """
+
+    def __init__(self, variants, *, group=True, steps_per_call=50, streams=None):
+        self.variants, self.tuned, self.steps_per_call = list(variants), group, int(steps_per_call)
+        self.loss_fn = _loss_fn()
+        for v in self.variants:
+            if not v.optimizer.built:
+                v.optimizer.build(v.model.trainable_variables)
+        keys = [architecture(v.model, v.optimizer, tuned=group) for v in self.variants]
+        if group:
+            by_key = collections.defaultdict(list)
+            for index, key in enumerate(keys):
+                by_key[key].append(index)
+            self.groups = list(by_key.values())
+        else:
+            self.groups = [[index] for index in range(len(self.variants))]
+        self.order = [index for members in self.groups for index in members]  # program column -> variant
+        streams = list(range(len(self.variants))) if streams is None else list(streams)
+        self.streams = tuple(streams[index] for index in self.order)
+        xla = group and not any(_draws_random_numbers(v.model) for v in self.variants)
+        sizes = [len(m) for m in self.groups]
+        self.program = _program([keys[m[0]] for m in self.groups], sizes, self.streams, self._templates, xla, group)
+        self.hparams = [self._stacked_hparams(members) for members in self.groups]
+        self.states = [self._stacked_state(members) for members in self.groups]
+
+    def _templates(self):
+        templates = []
+        for members in self.groups:
+            v = self.variants[members[0]]
+            templates.append((v.model, v.optimizer, self.loss_fn, self._tunables(v)))
+        return templates
+
+    def _variables(self, variant):
+        model, optimizer = variant.model, variant.optimizer
+        return [model.trainable_variables, model.non_trainable_variables, optimizer.variables]
+
+    def _stacked_state(self, members):
+        parts = zip(*(self._variables(self.variants[m]) for m in members))
+        return [[ops.stack([v.value for v in same]) for same in zip(*part)] for part in parts]
+
+    def _tunables(self, variant):
+        return tunables(variant.model, variant.optimizer) if self.tuned else []
+
+    def _stacked_hparams(self, members):
+        values = [[float(getattr(obj, name)) for obj, name in self._tunables(self.variants[m])] for m in members]
+        return ops.convert_to_tensor(np.asarray(values, dtype="float32").reshape(len(members), -1))
+
+    def set_data(self, x, y):
+        self.data = (ops.convert_to_tensor(x), ops.convert_to_tensor(y))
+
+    def run(self, indices, eval_sets=()):
+        """Train `indices.shape[1]` steps, then count each variant's correct predictions on each `(x, y)`.
+
+        `indices` is `(streams, steps, batch)`, the rows of each stream of minibatches
+        (variant i draws from stream `streams[i]`), at most `steps_per_call` steps. Returns
+        the losses `(steps, variants)` and the counts, one array `(variants,)` per eval
+        set, in variant order.
+        """
+        streams, steps, batch = indices.shape
+        if steps > self.steps_per_call:
+            raise ValueError(f"{steps} steps in one call; this engine runs at most {self.steps_per_call}")
+        padded = np.zeros((self.steps_per_call, streams, batch), dtype="int32")
+        padded[:steps] = np.asarray(indices, dtype="int32").swapaxes(0, 1)
+        eval_sets = [(ops.convert_to_tensor(x), ops.convert_to_tensor(y)) for x, y in eval_sets]
+        states, self.states = self.states, None  # donated to the call: never kept once consumed
+        try:
+            states, losses, counts = self.program.train(
+                states, self.hparams, *self.data, ops.convert_to_tensor(padded), np.int32(steps), eval_sets
+            )
+        except BaseException:
+            self.states = states if _alive(states) else None
+            raise
+        self.states = states
+        losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64)[:steps])
+        return losses, [self._in_variant_order(np.asarray(ops.convert_to_numpy(c))) for c in counts]
+
+    def _in_variant_order(self, array):
+        out = np.empty_like(array)
+        out[..., self.order] = array
+        return out
+
+    def finish(self):
+        """Write the trained state back into every variant's Keras variables (skipped if it was lost)."""
+        if self.states is None:
+            return
+        for members, state in zip(self.groups, self.states):
+            arrays = [[ops.convert_to_numpy(a) for a in part] for part in state]
+            for row, m in enumerate(members):
+                for variables, values in zip(self._variables(self.variants[m]), arrays):
+                    for variable, value in zip(variables, values):
+                        variable.assign(value[row])
+
+    def finalize(self):
+        """`optimizer.finalize_variable_values`, as `fit` calls it at the end of training."""
+        for v in self.variants:
+            v.optimizer.finalize_variable_values(v.model.trainable_variables)
+
+
+def _draws_random_numbers(model):
+    """Whether a layer of `model` owns a `keras.random.SeedGenerator` (dropout, noise)."""
+    return any(
+        isinstance(value, keras.random.SeedGenerator) for layer in _sublayers(model) for value in vars(layer).values()
+    )
+
+
+def _alive(states):
+    """False when a JAX call consumed (donated) the state arrays before failing."""
+    return not any(getattr(a, "is_deleted", lambda: False)() for a in keras.tree.flatten(states))
+
+
+_PROGRAMS = collections.OrderedDict()  # population programs, the most recently used last
+_CACHE_SIZE = 4
+
+
+def _program(keys, sizes, streams, templates, xla, cache):
+    """The `Program` for these architectures and group sizes, from the cache if `cache` (built from `templates()` if new).
+
+    Populations are cached: the next population of a search reuses the compiled program.
+    The labs' fused programs are not (each lab builds its own, and a cached one would keep
+    its models and graphs alive through the next labs).
+    """
+    key = (keras.backend.backend(), tuple(keys), tuple(sizes), streams, xla)
+    if not cache:
+        return Program(templates(), sizes, streams, xla=xla)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = Program(templates(), sizes, streams, xla=xla)
+        while len(_PROGRAMS) > _CACHE_SIZE:
+            _PROGRAMS.popitem(last=False)
+    _PROGRAMS.move_to_end(key)
+    return _PROGRAMS[key]
+
+
+def _loss_fn():
+    from coursekit.models import classification_loss
+
+    return classification_loss()
+
+
+# ---------------------------------------------------------------------------------------------
+# The backends: jit, gradient, vectorizing map, loop and the optimizer's stateless apply.
+# ---------------------------------------------------------------------------------------------
+
+
+class _JaxBackend:
+    def __init__(self):
+        import jax
+
+        self.jax = jax
+
+    def jit(self, function, donate_states=False, xla=True):
+        return self.jax.jit(function, donate_argnums=(0,) if donate_states else ())
+
+    def value_and_grad(self, function):
+        """`function(params) -> (value, aux)` to `params -> ((value, aux) without value..., grads)`."""
+        grad_fn = self.jax.value_and_grad(function, has_aux=True)
+
+        def call(params):
+            (_, aux), grads = grad_fn(params)
+            return aux, grads
+
+        return call
+
+    def vmap(self, function):
+        return self.jax.vmap(function)
+
+    def loop(self, step, carry, xs, n, width):
+        """`carry, y = step(carry, xs[i])` for i < n (traced: any n up to len(xs)); returns carry and the y's.
+
+        The y's are `(width,)` float32 rows of a `(len(xs), width)` array; rows from n on are 0.
+        """
+        jnp = self.jax.numpy
+
+        def body(i, state):
+            carry, ys = state
+            carry, y = step(carry, xs[i])
+            return carry, ys.at[i].set(y.astype("float32"))
+
+        return self.jax.lax.fori_loop(0, n, body, (carry, jnp.zeros((xs.shape[0], width), "float32")))
+
+    def gather(self, x, rows):
+        return x[rows]  # `ops.take` adds out-of-range handling, 2x slower here
+
+    def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
+        return optimizer.stateless_apply(optimizer_variables, grads, trainable)
+
+
+class _TensorFlowBackend:
+    def __init__(self):
+        import tensorflow as tf
+
+        self.tf = tf
+
+    def jit(self, function, donate_states=False, xla=False):
+        return self.tf.function(function, reduce_retracing=True, jit_compile=xla, autograph=False)
+
+    def value_and_grad(self, function):
+        tf = self.tf
+
+        def call(params):
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                value, aux = function(params)
+            return aux, tape.gradient(value, params)
+
+        return call
+
+    def vmap(self, function):
+        def mapped(*args):
+            # pfor has no vectorized form of the stateless random ops with one seed per member
+            # (dropout masks): it loops over the members for those, and says so once per trace.
+            with _without_log_message(self.tf.get_logger(), "Using a while_loop for converting"):
+                return self.tf.vectorized_map(lambda args: function(*args), args, fallback_to_while_loop=True)
+
+        return mapped
+
+    def loop(self, step, carry, xs, n, width):
+        """`carry, y = step(carry, xs[i])` for i < n; returns carry and the y's stacked, `(n, width)` float32."""
+        tf = self.tf
+        outputs = tf.TensorArray(tf.float32, size=n)
+
+        def body(i, carry, outputs):
+            carry, y = step(carry, xs[i])
+            return i + 1, carry, outputs.write(i, tf.cast(y, tf.float32))
+
+        _, carry, outputs = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), carry, outputs))
+        return carry, outputs.stack()
+
+    def gather(self, x, rows):
+        return self.tf.gather(x, rows)
+
+    def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
+        from coursekit.keras_internals import tensorflow_stateless_apply
+
+        return tensorflow_stateless_apply(optimizer, optimizer_variables, grads, trainable)
+
+
+@contextlib.contextmanager
+def _without_log_message(logger, text):
+    """Drop the records of `logger` whose message starts with `text` inside the block."""
+    log_filter = _MessageFilter(text)
+    logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(log_filter)
+
+
+class _MessageFilter:
+    def __init__(self, text):
+        self.text = text
+
+    def filter(self, record):
+        return not str(record.msg).startswith(self.text)
+
+
+_BACKENDS = {"jax": _JaxBackend, "tensorflow": _TensorFlowBackend}
+_INSTANCES = {}
+
+
+def supported():
+    """Whether the active Keras backend has a compiled engine (TensorFlow, JAX)."""
+    return keras.backend.backend() in _BACKENDS
+
+
+def _backend():
+    name = keras.backend.backend()
+    if name not in _BACKENDS:
+        raise ValueError(f"the compiled engine supports TensorFlow and JAX, not {name!r}")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _BACKENDS[name]()
+    return _INSTANCES[name]
