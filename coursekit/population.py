@@ -96,12 +96,13 @@ def architecture(model, optimizer, tuned=True):
     It is the models' and optimizers' configs and variable shapes, without what lives in the
     state: initializers and seeds (initial values) and the learning rate (an optimizer
     variable); with `tuned=True`, without the nonzero values of `TUNABLE` attributes either
-    (inputs of the program). A `Sequential` model's layer names do not count either (models
-    built in a loop get new generated names).
+    (inputs of the program). Names do not count either: an optimizer's, and a `Sequential`
+    model's layer names (models and optimizers built in a loop get new generated names).
     """
     pairs = tunables(model, optimizer) if tuned else []
     with bound(pairs, [_TUNED if getattr(obj, attribute) else 0.0 for obj, attribute in pairs]):
         model_config, optimizer_config = model.get_config(), optimizer.get_config()
+    optimizer_config = {**optimizer_config, "name": None}  # unnamed optimizers get unique names, as Keras' do
     if isinstance(model, keras.Sequential):  # layers wired in order: their (generated) names do not matter
         layers = [{**layer, "config": {**layer["config"], "name": None}} for layer in model_config["layers"]]
         model_config = {**model_config, "name": None, "layers": layers}

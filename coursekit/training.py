@@ -68,6 +68,7 @@ class History:
     losses: list = dataclasses.field(default_factory=list)
     metrics: dict = dataclasses.field(default_factory=dict)  # name -> [(step, value)]
     diverged_at: int | None = None
+    trained_with: int = 1  # members of its vectorized group, itself included (engine "population"; else 1)
 
     def final(self, metric):
         """The last recorded value of `metric` (NaN if it was never recorded)."""
@@ -203,6 +204,9 @@ def train_variants(
     chunk = engine.steps_per_call
 
     histories = {v.name: History(v) for v in variants}
+    for members in getattr(engine, "groups", ()):
+        for index in members:
+            histories[variants[index].name].trained_with = len(members)
     progress = keras.utils.Progbar(schedule.iterations, verbose=verbose, stateful_metrics=["loss"])
     stops = sorted(set(schedule.evaluations) | {schedule.iterations})
     done = 0
@@ -280,6 +284,7 @@ class _PerVariantEngine:
         losses = np.empty((indices.shape[1], len(self.variants)), dtype=np.float64)
         for column, (v, stream) in enumerate(zip(self.variants, self.streams)):
             for step, idx in enumerate(indices[stream]):
+                v.model.reset_metrics()  # Keras 3.10 returns the running mean over calls, not this batch's loss
                 losses[step, column] = float(v.model.train_on_batch(self.x[idx], self.y[idx]))
         counts = [
             [int(np.sum(np.argmax(v.model.predict_on_batch(x), axis=1) == y)) for v in self.variants]

@@ -297,7 +297,7 @@ class CourseTuner(keras_tuner.Tuner):
                 "duration_s": duration,
                 "rss_mb": resident_memory_mb(),
                 "compute_bits": 16 if "16" in variant.model.dtype_policy.compute_dtype else 32,
-                "population": len(trials),
+                "population": history.trained_with,  # trials trained in one vectorized program with it
             }
             results.append((variant.model, val, train, extra))
         return results
