@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the data loader imports TensorFlow: no C++ start-up lines
 
 from coursekit import data, reference  # noqa: E402
 
