@@ -42,52 +42,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the data loader imports TensorFlow: no C++ start-up lines
 
+from book import BookNet  # noqa: E402  (benchmarks/book.py)
+
 from coursekit import data, reference  # noqa: E402
 
 EPOCHS, BATCH, TRIALS = 50, 100, 100
 SIZES = [784] + [100] * 6 + [10]
-
-
-class BookNet:
-    """The book's MultiLayerNet (ReLU, He weights, weight decay) as its layers compute it, in float64."""
-
-    def __init__(self, sizes, lam, rng):
-        self.lam = lam
-        self.weights = [rng.standard_normal((m, n)) * np.sqrt(2.0 / m) for m, n in zip(sizes[:-1], sizes[1:])]
-        self.biases = [np.zeros(n) for n in sizes[1:]]
-
-    def forward(self, x):
-        """Logits and the input of every Affine layer."""
-        inputs = []
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            inputs.append(x)
-            x = x @ w + b
-            if i < len(self.weights) - 1:
-                x = np.maximum(x, 0)
-        return x, inputs
-
-    def loss(self, x, t):
-        """Softmax cross-entropy plus 0.5 * lambda * sum(W^2); also returns dL/dlogits and the layer inputs."""
-        logits, inputs = self.forward(x)
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        rows = np.arange(len(t))
-        loss = -np.mean(np.log(p[rows, t] + 1e-7)) + 0.5 * self.lam * sum(np.sum(w**2) for w in self.weights)
-        p[rows, t] -= 1
-        return loss, p / len(t), inputs
-
-    def gradient(self, x, t):
-        _, dout, inputs = self.loss(x, t)
-        grads = []
-        for i in reversed(range(len(self.weights))):
-            grads.append((inputs[i].T @ dout + self.lam * self.weights[i], dout.sum(axis=0)))
-            dout = dout @ self.weights[i].T  # Affine.backward: dx, for the first layer too
-            if i > 0:
-                dout = dout * (inputs[i] > 0)  # Relu.backward
-        return grads[::-1]
-
-    def accuracy(self, x, t):
-        return np.mean(np.argmax(self.forward(x)[0], axis=1) == t)
 
 
 def book_trial(x, y, x_val, y_val, rng):

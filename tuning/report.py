@@ -96,7 +96,16 @@ def best_trials_figure(oracle, table, path, *, top=20, ncols=5, show=False):
         )
     if not panels:
         return None
-    return plot_panels(panels, path, ncols=ncols, show=show, panel_size=(2.8, 2.3), legend_panel=None)
+    return plot_panels(
+        panels,
+        path,
+        ncols=ncols,
+        show=show,
+        panel_size=(2.8, 2.3),
+        legend_panel=None,
+        suptitle=f"The {len(panels)} best of {len(completed)} trials: validation (solid) and training (dashed) accuracy",
+        xlabel="epoch",
+    )
 
 
 def write_report(tuner, out_dir, *, show=False):
