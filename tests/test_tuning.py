@@ -216,7 +216,7 @@ def test_keras_tuners_own_oracles_run_in_populations(tmp_path, oracle):
 
 def test_mixed_precision_applies_inside_every_trial(tmp_path):
     run_search(SearchSettings(oracle="random", mixed_precision=True, **SMOKE), tmp_path, verbose=0)
-    assert [t["compute_bits"] for t in read_csv(tmp_path / "trials.csv")] == ["16.0"] * 4
+    assert [t["compute_bits"] for t in read_csv(tmp_path / "trials.csv")] == ["16"] * 4
 
 
 def tuning_command(out, trials=4, epochs=3, quiet=True):

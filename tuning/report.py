@@ -35,6 +35,12 @@ def _last(trial, name):
     return history[-1][1] if history else float("nan")
 
 
+def _last_count(trial, name):
+    """`_last` for a count (keras-tuner stores every metric as a float): an int, NaN if never recorded."""
+    value = _last(trial, name)
+    return int(value) if math.isfinite(value) else value
+
+
 def trial_table(oracle):
     """One dict per trial, in trial order, with every hyperparameter as a column."""
     rounds = getattr(oracle, "trial_rounds", {})
@@ -53,8 +59,8 @@ def trial_table(oracle):
             "epochs": len(val),
             "duration_s": _last(trial, "duration_s"),
             "rss_mb": _last(trial, "rss_mb"),
-            "compute_bits": _last(trial, "compute_bits"),
-            "population": _last(trial, "population"),
+            "compute_bits": _last_count(trial, "compute_bits"),
+            "population": _last_count(trial, "population"),
         }
         row.update({name: trial.hyperparameters.values.get(name) for name in names})
         rows.append(row)
