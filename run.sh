@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
+if [ -z "${COURSEKIT_MNIST:-}" ] && [ -d ../shared/datasets/mnist ]; then  # real MNIST beside the checkout
+    export COURSEKIT_MNIST="$(cd ../shared/datasets/mnist && pwd)"     # `--dataset auto` reads it, offline
+fi
 if [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then set -- all "$@"; fi  # no lab named: all of them
 exec .venv/bin/python -m labs "$@"

@@ -8,7 +8,7 @@
 | `mnist`, `fashion_mnist` | `keras.datasets` (cached under the Keras home) | only once cached |
 | `digits` | scikit-learn's bundled 8x8 digits (1,797 images) | yes |
 | `idx:PATH` | a folder of MNIST-format idx files (gzip or raw) | yes |
-| `auto` | `mnist` when it can be had, else `digits` (saying so) | yes |
+| `auto` | the idx folder named by `COURSEKIT_MNIST` when set, else `mnist` when it can be had, else `digits` (saying so) | yes |
 
 Splits. `digits` and an idx folder holding only one split (for example only
 `t10k-*`) are split the same deterministic way, whatever the run's seed: the
@@ -21,6 +21,7 @@ the test set by construction).
 
 import dataclasses
 import gzip
+import os
 import pathlib
 import struct
 import warnings
@@ -28,6 +29,7 @@ import warnings
 import numpy as np
 
 DATASET_NAMES = ("mnist", "fashion_mnist", "digits", "auto", "idx:PATH")
+MNIST_FOLDER_VARIABLE = "COURSEKIT_MNIST"  # `auto` reads MNIST's idx files from this folder when it is set
 _SPLIT_SEED = 0
 _TEST_FRACTION = 1 / 6
 
@@ -130,6 +132,8 @@ def _load_raw(name):
     if name in ("mnist", "fashion_mnist"):
         return _load_keras(name)
     if name == "auto":
+        if os.environ.get(MNIST_FOLDER_VARIABLE):  # a folder of MNIST idx files: offline, as `idx:PATH`
+            return _load_idx_folder(os.environ[MNIST_FOLDER_VARIABLE])
         try:
             return _load_keras("mnist")
         except DatasetUnavailable as error:

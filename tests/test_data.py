@@ -127,9 +127,25 @@ def test_auto_falls_back_to_digits_when_mnist_cannot_be_had(monkeypatch):
     def unavailable(name):
         raise data.DatasetUnavailable("no internet (test)")
 
+    monkeypatch.delenv("COURSEKIT_MNIST", raising=False)
+
     monkeypatch.setattr(data, "_load_keras", unavailable)
     with pytest.warns(UserWarning, match="using the bundled 8x8 digits"):
         dataset = load_dataset("auto")
     assert "auto: mnist unavailable" in dataset.source and dataset.num_features == 64
     with pytest.raises(data.DatasetUnavailable):
         load_dataset("mnist")
+
+
+def test_auto_reads_the_idx_folder_named_by_coursekit_mnist(monkeypatch, tmp_path, tiny_images):
+    def unavailable(name):
+        raise AssertionError("auto must not try keras.datasets when COURSEKIT_MNIST is set")
+
+    monkeypatch.setattr(data, "_load_keras", unavailable)
+    images, labels = tiny_images
+    write_idx(tmp_path, "t10k", images, labels)
+    monkeypatch.setenv("COURSEKIT_MNIST", str(tmp_path))
+    assert load_dataset("auto").source == load_dataset(f"idx:{tmp_path}").source
+    monkeypatch.setenv("COURSEKIT_MNIST", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="idx dataset folder not found: .*missing"):
+        load_dataset("auto")
