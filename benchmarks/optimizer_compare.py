@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from book import BookNet  # noqa: E402  (benchmarks/book.py)
+from book import BookNet, book_step, lean_step  # noqa: E402  (benchmarks/book.py)
 
 from coursekit import optimizers, reference  # noqa: E402
 from coursekit.models import multilayer_net  # noqa: E402
@@ -39,35 +39,28 @@ NAMES = ("SGD", "Momentum", "AdaGrad", "Adam")
 SIZES = [784, 100, 100, 100, 100, 10]
 
 
-def numpy_reference(x, y, batches):
+def numpy_loop(make_net, step, x, y, batches):
+    """The four nets trained on the same `batches` with `step` (`book.book_step` or `book.lean_step`); their losses."""
     rng = np.random.default_rng(0)
-    nets = {name: reference.MultiLayerNet(SIZES, rng) for name in NAMES}
+    nets = {name: make_net(rng) for name in NAMES}
     updates = {name: reference.OPTIMIZERS[name]() for name in NAMES}
     losses = {name: [] for name in NAMES}
     x64 = x.astype(np.float64)
     for idx in batches:
         xb, yb = x64[idx], y[idx]
         for name, net in nets.items():
-            loss, grads = net.loss_and_grads(xb, yb)
-            updates[name].update(net.params, grads)
-            losses[name].append(loss)
+            losses[name].append(step(net, updates[name], xb, yb))
     return losses
 
 
 def numpy_book(x, y, batches):
     """The book's loop: per batch and optimizer, gradient (a forward and a full backward), update, loss again."""
-    rng = np.random.default_rng(0)
-    nets = {name: BookNet(SIZES, 0.0, rng) for name in NAMES}
-    updates = {name: reference.OPTIMIZERS[name]() for name in NAMES}
-    params = {name: net.params() for name, net in nets.items()}
-    losses = {name: [] for name in NAMES}
-    x64 = x.astype(np.float64)
-    for idx in batches:
-        xb, yb = x64[idx], y[idx]
-        for name, net in nets.items():
-            updates[name].update(params[name], BookNet.named(net.gradient(xb, yb)))
-            losses[name].append(net.loss(xb, yb)[0])
-    return losses
+    return numpy_loop(lambda rng: BookNet(SIZES, 0.0, rng), book_step, x, y, batches)
+
+
+def numpy_reference(x, y, batches):
+    """The lean loop over `coursekit.reference.MultiLayerNet`."""
+    return numpy_loop(lambda rng: reference.MultiLayerNet(SIZES, rng), lean_step, x, y, batches)
 
 
 def keras_run(x, y, iterations, engine):

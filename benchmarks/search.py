@@ -42,7 +42,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the data loader imports TensorFlow: no C++ start-up lines
 
-from book import BookNet  # noqa: E402  (benchmarks/book.py)
+from book import BookNet, book_step, lean_step  # noqa: E402  (benchmarks/book.py)
 
 from coursekit import data, reference  # noqa: E402
 
@@ -50,46 +50,41 @@ EPOCHS, BATCH, TRIALS = 50, 100, 100
 SIZES = [784] + [100] * 6 + [10]
 
 
-def book_trial(x, y, x_val, y_val, rng):
-    """One trial as the book's Trainer runs it; returns the final validation accuracy."""
-    learning_rate, lam = 10 ** rng.uniform(-6, -2), 10 ** rng.uniform(-8, -4)
-    net = BookNet([x.shape[1]] + SIZES[1:], lam, rng)
-    per_epoch = max(len(x) // BATCH, 1)
-    for iteration in range(EPOCHS * per_epoch):
-        rows = rng.choice(len(x), BATCH)
-        for (w, b), (grad_w, grad_b) in zip(zip(net.weights, net.biases), net.gradient(x[rows], y[rows])):
-            w -= learning_rate * grad_w
-            b -= learning_rate * grad_b
-        net.loss(x[rows], y[rows])  # the Trainer's train_loss_list
-        if iteration % per_epoch == 0:
-            net.accuracy(x, y), net.accuracy(x_val, y_val)
-    return net.accuracy(x_val, y_val)
+def lean_net(sizes, lam, rng):
+    return reference.MultiLayerNet(sizes, rng, weight_decay_lambda=lam)
 
 
-def lean_trial(x, y, x_val, y_val, rng):
-    """One trial with the kit's NumPy reference network."""
+BOOK, LEAN = (BookNet, book_step), (lean_net, lean_step)  # (network, update step) of each NumPy loop
+
+
+def numpy_trial(loop, x, y, x_val, y_val, rng):
+    """One trial of the search with `loop` (`BOOK` or `LEAN`); returns the final validation accuracy.
+
+    Minibatches drawn with replacement, the accuracy of both splits after every epoch, as the
+    book's Trainer does.
+    """
+    make_net, step = loop
     learning_rate, lam = 10 ** rng.uniform(-6, -2), 10 ** rng.uniform(-8, -4)
-    net = reference.MultiLayerNet([x.shape[1]] + SIZES[1:], rng, weight_decay_lambda=lam)
+    net = make_net([x.shape[1]] + SIZES[1:], lam, rng)
     optimizer = reference.SGD(lr=learning_rate)
     per_epoch = max(len(x) // BATCH, 1)
     for iteration in range(EPOCHS * per_epoch):
         rows = rng.choice(len(x), BATCH)
-        _, grads = net.loss_and_grads(x[rows], y[rows])
-        optimizer.update(net.params, grads)
+        step(net, optimizer, x[rows], y[rows])
         if iteration % per_epoch == 0:
             net.accuracy(x, y), net.accuracy(x_val, y_val)
     return net.accuracy(x_val, y_val)
 
 
-def numpy_search(trial, dataset, trials, threads):
-    """Seconds for `trials` trials of `trial` with `threads` BLAS threads (None: NumPy's default)."""
+def numpy_search(loop, dataset, trials, threads):
+    """Seconds for `trials` trials of the NumPy `loop` with `threads` BLAS threads (None: NumPy's default)."""
     x, y = dataset.x_train.astype(np.float64), dataset.y_train
     x_val, y_val = dataset.x_val.astype(np.float64), dataset.y_val
     rng = np.random.default_rng(0)
     with threadpool_limits(limits=threads):
         started = time.perf_counter()
         for _ in range(trials):
-            trial(x, y, x_val, y_val, rng)
+            numpy_trial(loop, x, y, x_val, y_val, rng)
         return time.perf_counter() - started
 
 
@@ -124,11 +119,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     dataset = data.load_dataset(args.dataset, train_size=500, validation_fraction=0.2)
 
-    probe = {threads: numpy_search(book_trial, dataset, 2, threads) for threads in (None, 1)}
+    probe = {threads: numpy_search(BOOK, dataset, 2, threads) for threads in (None, 1)}
     threads = min(probe, key=probe.get)
     scale = TRIALS / args.numpy_trials
-    numpy_s = numpy_search(book_trial, dataset, args.numpy_trials, threads) * scale
-    lean_s = numpy_search(lean_trial, dataset, args.numpy_trials, threads) * scale
+    numpy_s = numpy_search(BOOK, dataset, args.numpy_trials, threads) * scale
+    lean_s = numpy_search(LEAN, dataset, args.numpy_trials, threads) * scale
     rows = [
         (f"numpy, the book's loop (BLAS threads: {threads or 'default'})", numpy_s, None, None),
         ("numpy, lean (coursekit.reference)", lean_s, None, None),
