@@ -133,7 +133,10 @@ def _load_raw(name):
         return _load_keras(name)
     if name == "auto":
         if os.environ.get(MNIST_FOLDER_VARIABLE):  # a folder of MNIST idx files: offline, as `idx:PATH`
-            return _load_idx_folder(os.environ[MNIST_FOLDER_VARIABLE])
+            try:
+                return _load_idx_folder(os.environ[MNIST_FOLDER_VARIABLE])
+            except ValueError as error:
+                raise ValueError(f"{MNIST_FOLDER_VARIABLE}: {error}") from None
         try:
             return _load_keras("mnist")
         except DatasetUnavailable as error:

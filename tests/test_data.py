@@ -147,5 +147,5 @@ def test_auto_reads_the_idx_folder_named_by_coursekit_mnist(monkeypatch, tmp_pat
     monkeypatch.setenv("COURSEKIT_MNIST", str(tmp_path))
     assert load_dataset("auto").source == load_dataset(f"idx:{tmp_path}").source
     monkeypatch.setenv("COURSEKIT_MNIST", str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match="idx dataset folder not found: .*missing"):
+    with pytest.raises(ValueError, match="COURSEKIT_MNIST: idx dataset folder not found: .*missing"):
         load_dataset("auto")
