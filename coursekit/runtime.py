@@ -66,6 +66,31 @@ def set_mixed_precision(enabled):
     return policy
 
 
+def full_float32_matmuls():
+    """Multiply float32 matrices in full float32 on a GPU, not in TF32.
+
+    NVIDIA GPUs since Ampere (A100, H100; Colab's L4 and A100) multiply float32 matrices in
+    TF32 by default, in TensorFlow and in JAX: a 10-bit mantissa, relative error about 1e-3
+    per product. That is fine for training, but two computations that agree to float32
+    round-off on a CPU (the population engine and one model at a time, say) then differ by
+    about 1e-3. The tests call this; on a CPU it changes nothing.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    elif backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+    elif backend == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
 def package_versions():
     """Versions of the packages a result depends on."""
     import importlib.metadata as metadata

@@ -7,11 +7,15 @@ import keras
 import numpy as np
 import pytest
 
+from coursekit import runtime
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "datasets" / "mnist"
 BACKEND = keras.backend.backend()
+# The tests compare computations to float32 round-off; on a GPU, TF32 products would not be.
+runtime.full_float32_matmuls()
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,14 @@ import subprocess
 import sys
 import zipfile
 
+import keras
 import nbformat
 import pytest
 from conftest import BACKEND, ROOT
 
-from coursekit.assignments import STUDENT_FILES, blocks, exercises_in, splice, student_version, templates
+from coursekit.assignments import STUDENT_FILES, blocks, exercises_in, harness, splice, student_version, templates
 from coursekit.assignments.edition import assemble, collect, make_student_edition
-from coursekit.assignments.exercises import EXERCISES
+from coursekit.assignments.exercises import EXERCISES, CheckFailed, grading_checks
 from coursekit.assignments.grader import format_report, grade, gradescope_results, points
 
 ALL = list(EXERCISES)
@@ -79,6 +80,43 @@ def test_reference_scores_full_marks_in_gradescope_format():
     for result in report["exercises"]:
         assert sum(c["max_points"] for c in result["checks"]) == 10
         assert any(c["hidden"] for c in result["checks"]) and any(not c["hidden"] for c in result["checks"])
+
+
+# Grading seeds: 133345903 once failed the reference's BatchNorm (float32 batch statistics of
+# shifted, narrow features judged elementwise where y = gamma * x_hat + beta cancels to 0).
+FEW_SEEDS = [133345903, 247, 307, *range(6)]
+MANY_SEEDS = range(1000, 1400)
+
+
+def failures_of_hidden_checks(seeds, exercises=ALL):
+    """Run the kit's own components on the hidden checks of each grading seed, in this process."""
+    failed = []
+    for seed in seeds:
+        for name in exercises:
+            for check in (c for c in grading_checks(name, seed) if c.hidden):
+                try:
+                    check.judge(harness.PROBES[check.kind](**check.args))
+                except CheckFailed as failure:
+                    failed.append((seed, check.id, str(failure), failure.error, failure.hint))
+    return failed
+
+
+@pytest.mark.parametrize("seeds", [FEW_SEEDS, pytest.param(MANY_SEEDS, marks=pytest.mark.slow)], ids=["few", "many"])
+def test_the_reference_passes_the_hidden_checks_of_every_grading_seed(seeds):
+    assert failures_of_hidden_checks(seeds) == []
+
+
+def test_the_hidden_batchnorm_check_catches_the_unbiased_variance_for_every_seed(monkeypatch):
+    moments = keras.ops.moments
+
+    def unbiased_moments(x, axes, **kwargs):
+        mean, variance = moments(x, axes=axes, **kwargs)
+        return mean, variance * x.shape[0] / (x.shape[0] - 1)
+
+    monkeypatch.setattr(keras.ops, "moments", unbiased_moments)
+    failed = failures_of_hidden_checks(FEW_SEEDS, ["batchnorm"])
+    assert [seed for seed, *_ in failed] == FEW_SEEDS
+    assert all("biased variance" in hint for *_, hint in failed), failed
 
 
 MISTAKES = {

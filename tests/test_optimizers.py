@@ -3,6 +3,7 @@
 The step-for-step comparison with Keras' built-ins is in test_keras_contract.py.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -325,11 +326,12 @@ def test_distributed_training_matches_single_device(backend, tmp_path):
     script = tmp_path / "distributed.py"
     script.write_text(DISTRIBUTED_SCRIPT)
     env = {
-        **__import__("os").environ,
+        **os.environ,
         "KERAS_BACKEND": backend,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
         "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONPATH": str(ROOT),  # this checkout's kit, whatever the environment has installed
+        # this checkout's kit first, whatever the environment has installed; keep the rest of the path
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     result = subprocess.run(
         [sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600

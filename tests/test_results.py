@@ -74,6 +74,20 @@ def test_device_report_and_versions():
     assert "keras" in runtime.package_versions()
 
 
+def test_full_float32_matmuls_turns_tf32_off_for_the_backend():
+    import keras
+
+    runtime.full_float32_matmuls()  # conftest already did; calling again is harmless
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        assert jax.config.jax_default_matmul_precision == "highest"
+
+
 def test_float64_block_overrides_a_fixed_float32_policy_and_restores_it():
     import keras
 

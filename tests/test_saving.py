@@ -51,7 +51,8 @@ def test_save_load_in_fresh_process_predict_and_keep_training(tmp_path, rng):
     build_and_fit(path, rng, optimizers.Adam(0.01))
     script = tmp_path / "load.py"
     script.write_text(LOAD_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's kit, whatever the venv has installed
+    # this checkout's kit first, whatever the venv has installed; keep the rest of the path
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, str(script), str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from coursekit.assignments.exercises import EXERCISES, POINTS, CheckFailed
+from coursekit.assignments.exercises import EXERCISES, POINTS, CheckFailed, grading_checks
 from coursekit.assignments.wire import decode_tree, encode_tree
 from coursekit.results import write_json
 
@@ -330,11 +330,7 @@ def grade(
     identity = _child_identity(user)
     if hidden and hidden_seed is None:
         hidden_seed = secrets.randbits(32)
-    order = list(EXERCISES)
-    checks = {
-        name: EXERCISES[name].checks(np.random.default_rng([hidden_seed, order.index(name)]) if hidden else None)
-        for name in names
-    }
+    checks = {name: grading_checks(name, hidden_seed if hidden else None) for name in names}
     by_module = {}
     for name in names:
         by_module.setdefault(EXERCISES[name].module, []).extend(checks[name])
