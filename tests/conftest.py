@@ -18,6 +18,13 @@ BACKEND = keras.backend.backend()
 runtime.full_float32_matmuls()
 
 
+def checkout_first_env(**variables):
+    """os.environ for a child Python: this checkout's kit first on PYTHONPATH (whatever the environment
+    has installed), the rest of PYTHONPATH kept, plus `variables`."""
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONPATH": path, **variables}
+
+
 @pytest.fixture(autouse=True)
 def clean_keras_state():
     """Seed everything and restore the float type and dtype policy after each test."""

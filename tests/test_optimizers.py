@@ -3,7 +3,6 @@
 The step-for-step comparison with Keras' built-ins is in test_keras_contract.py.
 """
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, ROOT, requires_tensorflow
+from conftest import BACKEND, ROOT, checkout_first_env, requires_tensorflow
 from keras import ops
 
 from coursekit import optimizers, reference
@@ -325,14 +324,9 @@ def test_distributed_training_matches_single_device(backend, tmp_path):
         pytest.skip(f"runs in the {backend} leg of the test matrix")
     script = tmp_path / "distributed.py"
     script.write_text(DISTRIBUTED_SCRIPT)
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        # this checkout's kit first, whatever the environment has installed; keep the rest of the path
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    env = checkout_first_env(
+        KERAS_BACKEND=backend, XLA_FLAGS="--xla_force_host_platform_device_count=2", TF_CPP_MIN_LOG_LEVEL="3"
+    )
     result = subprocess.run(
         [sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
     )

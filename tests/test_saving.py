@@ -1,13 +1,12 @@
 """A model using every component: fit, save to .keras, load in a fresh process, keep training."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import keras
 import numpy as np
-from conftest import ROOT
+from conftest import ROOT, checkout_first_env
 
 import coursekit  # noqa: F401  (registers the components)
 from coursekit import optimizers
@@ -51,8 +50,7 @@ def test_save_load_in_fresh_process_predict_and_keep_training(tmp_path, rng):
     build_and_fit(path, rng, optimizers.Adam(0.01))
     script = tmp_path / "load.py"
     script.write_text(LOAD_SCRIPT)
-    # this checkout's kit first, whatever the venv has installed; keep the rest of the path
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = checkout_first_env()
     result = subprocess.run(
         [sys.executable, str(script), str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

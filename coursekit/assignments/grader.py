@@ -80,7 +80,7 @@ def _child_identity(user):
             user=identity[0],
             group=identity[1],
             extra_groups=[],
-            env={**os.environ, "PYTHONPATH": str(KIT_ROOT), "HOME": "/tmp"},
+            env={**os.environ, "PYTHONPATH": _kit_first_pythonpath(), "HOME": "/tmp"},
             cwd="/",
             capture_output=True,
             timeout=120,
@@ -89,6 +89,11 @@ def _child_identity(user):
     except (OSError, subprocess.SubprocessError) as error:
         raise ValueError(f"user {user!r} cannot run {sys.executable} with this kit ({error})") from None
     return identity
+
+
+def _kit_first_pythonpath():
+    """This kit's folder, then whatever PYTHONPATH already holds (packages provided through it)."""
+    return os.pathsep.join([str(KIT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def _reader(stream, lines):
@@ -108,7 +113,7 @@ def _run_child(folder, module, checks, check_seconds, identity):
         (workdir / "probes.json").write_text(json.dumps(probes))
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("COURSEKIT_IMPLEMENTATION")},
-            "PYTHONPATH": os.pathsep.join([str(KIT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "PYTHONPATH": _kit_first_pythonpath(),
             "PYTHONDONTWRITEBYTECODE": "1",
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "HOME": str(workdir),
