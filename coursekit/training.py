@@ -19,9 +19,10 @@ Sampling:
 - `"epoch"`: ordinary epochs over fresh permutations, evaluated after each epoch.
 
 Every variant draws its minibatches from the run's `seed`, shared, unless its
-`Variant.seed` gives it its own stream. The loss recorded at each iteration is
-the minibatch loss (data loss plus weight-decay penalty) of the forward pass of
-that update, as Keras' `fit` reports it. A variant whose loss turns NaN or
+`Variant.seed` names another seed (variants of equal seed share that stream).
+The loss recorded at each iteration is the minibatch loss (data loss plus
+weight-decay penalty) of the forward pass of that update, as Keras' `fit`
+reports it. A variant whose loss turns NaN or
 infinite is marked diverged at that iteration and the others go on. At the end,
 as `fit` does, each optimizer finalizes its variables (`use_ema` writes the
 averaged weights into the model); after an error, the variables hold the state
@@ -48,8 +49,8 @@ class Variant:
 
     `label` (default: the name) is what results.csv calls the variant, and
     `factors` become extra columns, e.g. `label="bn", factors={"weight_scale": 0.1}`.
-    `seed` gives the variant its own minibatch order (a search trial); by default
-    it shares the run's minibatches with the other variants.
+    `seed` gives the variant the minibatch order of that seed (a search trial has its
+    own; variants of equal seed share theirs); by default (None) it draws the run's.
     """
 
     name: str
@@ -241,17 +242,17 @@ def _record_losses(histories, losses, done):
 
 
 class _Batches:
-    """The streams of minibatch rows: the run's shared one (`seed`), and one per variant with its own `Variant.seed`.
+    """The streams of minibatch rows, one per distinct seed: `Variant.seed`, or the run's `seed` when it is None.
 
-    `streams[i]` is the stream variant i draws from.
+    Variants of equal seed draw the same minibatches (a lab's variants, or its variants of one
+    seed in a run over several seeds); `streams[i]` is the stream variant i draws from.
     """
 
     def __init__(self, variants, train_size, batch_size, sampling, seed):
-        shared = [seed] if any(v.seed is None for v in variants) else []
-        seeds = shared + [v.seed for v in variants if v.seed is not None]
-        self.samplers = [BatchSampler(train_size, batch_size, sampling, s) for s in seeds]
-        own = iter(range(len(shared), len(seeds)))
-        self.streams = [0 if v.seed is None else next(own) for v in variants]
+        seeds = [seed if v.seed is None else v.seed for v in variants]
+        distinct = list(dict.fromkeys(seeds))
+        self.samplers = [BatchSampler(train_size, batch_size, sampling, s) for s in distinct]
+        self.streams = [distinct.index(s) for s in seeds]
 
     def take(self, steps):
         """`(streams, steps, batch)` row indices for the next `steps` updates."""
