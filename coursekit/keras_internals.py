@@ -1,16 +1,31 @@
-"""The one place where coursekit relies on Keras internals (`keras.src`); tests/test_keras_internals.py checks them.
+"""The one place where coursekit relies on Keras internals (`keras.src` and private attributes).
 
-TensorFlow's optimizer refuses `stateless_apply` ("incompatible with tf.distribute") and
-writes its updates into the TensorFlow variables directly (`assign*`, its
-`_backend_update_step` and `_apply_weight_decay` go through `tf.distribute`). Keras' own
-backend-independent implementation of the same methods, `BaseOptimizer`, is stateless inside
-a `keras.StatelessScope`; `tensorflow_stateless_apply` uses it for the duration of one call.
-It serves the compiled engine (`coursekit.population`), where there is one replica.
+tests/test_keras_internals.py holds every one of them against Keras' own behaviour, so that a
+Keras release that changes them fails loudly there. What lives here, and why there is no
+public way:
+
+- `tensorflow_stateless_apply`: TensorFlow's optimizer refuses `stateless_apply` ("incompatible
+  with tf.distribute") and writes its updates into the TensorFlow variables directly
+  (`assign*`, its `_backend_update_step` and `_apply_weight_decay` go through
+  `tf.distribute`). Keras' own backend-independent implementation of the same methods,
+  `BaseOptimizer`, is stateless inside a `keras.StatelessScope`; this uses it for the
+  duration of one call. It serves the compiled engine (`coursekit.population`), where there
+  is one replica.
+- `compute_loss`, `update_metrics`, `metric_results`, `build_for_training`: the pieces of
+  Keras' own trainers (`keras/src/backend/jax/trainer.py`, written over the stateless API)
+  that the engine's training step repeats on every backend: the forward pass's losses handed
+  to `compute_loss` (`Layer._losses_override`), the loss tracker (`Trainer._loss_tracker`)
+  and the symbolic build of the compiled loss and metrics before training
+  (`Trainer._symbolic_build`).
+- `tensor_rate_dropout`: Keras' `Dropout.call` tests `self.rate > 0` in Python, which a
+  per-member rate (a tensor inside a compiled population) cannot answer; the same call
+  without that test.
 """
 
 import contextlib
 import types
 
+import keras
 from keras.src.optimizers.base_optimizer import BaseOptimizer
 
 # The TensorFlow optimizer's overrides replaced by BaseOptimizer's for a stateless apply.
@@ -22,6 +37,15 @@ STATELESS_METHODS = (
     "_var_key",
     "_backend_update_step",
     "_apply_weight_decay",
+)
+
+# (owner, attribute) pairs used here; tests/test_keras_internals.py fails if one disappears.
+USED = (
+    (BaseOptimizer, "_trainable_variables_indices"),
+    *((BaseOptimizer, name) for name in STATELESS_METHODS),
+    (keras.Model, "_symbolic_build"),
+    (keras.Model, "stateless_compute_loss"),
+    (keras.Model, "get_metrics_result"),
 )
 
 
@@ -44,3 +68,57 @@ def tensorflow_stateless_apply(optimizer, optimizer_variables, grads, trainable_
     """`optimizer.stateless_apply` on TensorFlow: `(new trainable values, new optimizer variable values)`."""
     with _base_methods(optimizer):
         return optimizer.stateless_apply(optimizer_variables, grads, trainable_variables)
+
+
+def compute_loss(model, trainable, non_trainable, metrics_variables, x, y, y_pred, losses, training):
+    """The model's total loss as `fit` computes it: `(loss, non_trainable, metrics_variables)`.
+
+    `losses` are the ones the forward pass returned (`stateless_call(..., return_losses=True)`:
+    weight penalties and `add_loss` terms); `compute_loss` adds them to the compiled loss.
+    """
+    if losses:
+        model._losses_override.clear()
+        model._losses_override = losses
+    try:
+        loss, (_, non_trainable, metrics_variables) = model.stateless_compute_loss(
+            trainable, non_trainable, metrics_variables, x=x, y=y, y_pred=y_pred, training=training
+        )
+    finally:
+        if losses:
+            model._losses_override.clear()
+    return loss, non_trainable, metrics_variables
+
+
+def update_metrics(model, metrics_variables, loss, x, y, y_pred):
+    """The metrics variables after one batch: the loss tracker (weighted by the batch size) and the compiled metrics."""
+    with keras.StatelessScope(state_mapping=list(zip(model.metrics_variables, metrics_variables))) as scope:
+        model._loss_tracker.update_state(loss, sample_weight=keras.tree.flatten(x)[0].shape[0])
+        model.compute_metrics(x, y, y_pred, sample_weight=None)
+    values = []
+    for variable, value in zip(model.metrics_variables, metrics_variables):
+        new = scope.get_current_value(variable)
+        values.append(value if new is None else new)
+    return values
+
+
+def metric_results(model, metrics_variables):
+    """`{name: scalar}` of `model.get_metrics_result()` read from `metrics_variables` (what `fit` logs)."""
+    with keras.StatelessScope(state_mapping=list(zip(model.metrics_variables, metrics_variables))):
+        results = model.get_metrics_result()
+    return {name: keras.ops.cast(value, "float32") for name, value in sorted(results.items())}
+
+
+def build_for_training(model, x, y):
+    """Build the model, its compiled loss and metrics and its optimizer for batches like `(x, y)`, as `fit` does first."""
+    model._symbolic_build(data_batch=(x, y, None))
+
+
+def tensor_rate_dropout(layer):
+    """Keras `Dropout.call` for a rate that is a tensor (nonzero: a zero rate is structural, see `population`)."""
+
+    def call(inputs, training=False):
+        if training:
+            return keras.random.dropout(inputs, layer.rate, noise_shape=layer.noise_shape, seed=layer.seed_generator)
+        return inputs
+
+    return call

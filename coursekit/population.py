@@ -1,28 +1,35 @@
 """Compiled training programs: the training step written once, for one model or a population.
 
-`train_step` is the whole update of one model, a pure function over Keras' stateless API:
+`train_step` is the whole update of one member (a compiled Keras model), a pure function
+over Keras' stateless API that computes what Keras' own trainers compute in `fit`:
 
 ```python
-logits, non_trainable, penalties = model.stateless_call(trainable, non_trainable, x, training=True, return_losses=True)
-loss = loss_fn(y, logits) + sum(penalties)          # data loss + regularization penalties (weight decay)
-grads = d optimizer.scale_loss(loss) / d trainable  # loss scaling (mixed precision), inside a StatelessScope
+y_pred, non_trainable, losses = model.stateless_call(trainable, non_trainable, x, training=True, return_losses=True)
+loss = compiled loss(y, y_pred) + sum(losses)              # the model's loss plus its penalties (weight decay)
+grads = d optimizer.scale_loss(loss) / d trainable         # loss scaling (mixed precision)
 trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, grads, trainable)
+metrics_variables = loss tracker and compiled metrics updated with (loss, y, y_pred)
 ```
 
+`test_step` is the same forward pass in inference mode (no update), `metric_results` reads
+the metrics out of their variables: the logs `fit` reports, "loss", "accuracy", ...
+
 Each backend contributes only its jit, gradient, vectorizing map and loop (`_JaxBackend`,
-`_TensorFlowBackend`): `jax.jit` / `tf.function`, `jax.value_and_grad` / `tf.GradientTape`,
-`jax.vmap` / `tf.vectorized_map`, `lax.fori_loop` / `tf.while_loop`.
+`_TensorFlowBackend`, `_TorchBackend`): `jax.jit` / `tf.function` / eager,
+`jax.value_and_grad` / `tf.GradientTape` / `torch.func.grad`, `jax.vmap` /
+`tf.vectorized_map` / `torch.func.vmap`, `lax.fori_loop` / `tf.while_loop` / a Python loop.
 
 Members (a model and its optimizer) that share an `architecture` form a *group*: their
 variables are stacked along a new first axis and one vectorized program trains them all
 (batched matrix products). A group of one is called directly. A `Program` runs several
 groups side by side in one compiled call: the labs' variants of different structure are
-groups of one (the fused per-variant loop), a search's trials one group (a population).
+groups of one (the fused per-variant loop), variants or trials that share an architecture
+one group each (a population).
 
 Per-member hyperparameters are inputs of the compiled program, not constants baked into it,
 so one compilation serves every population of the same architecture: the learning rate is an
 optimizer variable (it travels with the state), and the attributes in `TUNABLE` (weight-decay
-lambda, dropout rate, momentum, ...) are bound to the member's value while the program is
+lambdas, dropout rates, momentum, ...) are bound to the member's value while the program is
 traced. Every member keeps its own state: initial weights, minibatch order (its own stream
 of minibatch rows, or the stream it shares with the other variants of a lab), dropout masks
 (its layers' seed-generator state); members do not interact, so a member whose loss turns
@@ -32,12 +39,13 @@ NaN does not disturb the others.
 import collections
 import contextlib
 import json
+import time
 
 import keras
 import numpy as np
 from keras import ops
 
-from coursekit import optimizers
+from coursekit import keras_internals, optimizers
 from coursekit.layers import Dropout
 from coursekit.regularizers import WeightDecay
 
@@ -45,13 +53,19 @@ from coursekit.regularizers import WeightDecay
 # of 0 is structural instead (no dropout, no decay): such members form a group of their own.
 TUNABLE = (
     (WeightDecay, "lam"),
+    (keras.regularizers.L2, "l2"),
+    (keras.regularizers.L1, "l1"),
     (Dropout, "rate"),
+    (keras.layers.Dropout, "rate"),
     (optimizers.Momentum, "momentum"),
     (optimizers.RMSprop, "rho"),
+    (keras.optimizers.RMSprop, "rho"),
     (optimizers.Adam, "beta_1"),
     (optimizers.Adam, "beta_2"),
+    (keras.optimizers.Adam, "beta_1"),
+    (keras.optimizers.Adam, "beta_2"),
 )
-_TUNED = "<per-member input>"
+_TUNED = float("nan")  # what `architecture` sees of a nonzero tunable value (configs may cast it to float)
 
 
 def tunables(model, optimizer):
@@ -73,19 +87,33 @@ def _sublayers(model):
 
 
 def _regularizers(layers):
-    """The `WeightDecay` regularizers the layers hold (as `kernel_regularizer` and the like)."""
-    return [value for layer in layers for value in vars(layer).values() if isinstance(value, WeightDecay)]
+    """The regularizers the layers hold (as `kernel_regularizer` and the like), each once."""
+    found = {}
+    for layer in layers:
+        for value in vars(layer).values():
+            if isinstance(value, keras.regularizers.Regularizer):
+                found.setdefault(id(value), value)
+    return list(found.values())
 
 
 @contextlib.contextmanager
 def bound(pairs, values):
-    """Set each `(object, attribute)` in `pairs` to the matching entry of `values`, restoring them after."""
+    """Set each `(object, attribute)` in `pairs` to the matching entry of `values`, restoring them after.
+
+    A Keras `Dropout` whose rate is bound to a tensor calls through
+    `keras_internals.tensor_rate_dropout` meanwhile (its own `call` tests `rate > 0` in Python).
+    """
     previous = [getattr(obj, attribute) for obj, attribute in pairs]
+    patched = [obj for obj, _ in pairs if type(obj) is keras.layers.Dropout]
     try:
         for (obj, attribute), value in zip(pairs, values):
             setattr(obj, attribute, value)
+        for layer in patched:
+            layer.call = keras_internals.tensor_rate_dropout(layer)
         yield
     finally:
+        for layer in patched:
+            del layer.call
         for (obj, attribute), value in zip(pairs, previous):
             setattr(obj, attribute, value)
 
@@ -93,11 +121,14 @@ def bound(pairs, values):
 def architecture(model, optimizer, tuned=True):
     """A key equal for two members exactly when one compiled program can train both.
 
-    It is the models' and optimizers' configs and variable shapes, without what lives in the
-    state: initializers and seeds (initial values) and the learning rate (an optimizer
-    variable); with `tuned=True`, without the nonzero values of `TUNABLE` attributes either
-    (inputs of the program). Names do not count either: an optimizer's, and a `Sequential`
-    model's layer names (models and optimizers built in a loop get new generated names).
+    It is the models' and optimizers' configs, the compile configuration (loss, metrics) and
+    the variable shapes, without what lives in the state: initializers and seeds (initial
+    values) and the learning rate (an optimizer variable); with `tuned=True`, without the
+    nonzero values of `TUNABLE` attributes either (inputs of the program). Names do not count
+    either: an optimizer's, and a `Sequential` model's layer names (models and optimizers
+    built in a loop get new generated names). On PyTorch a model that draws random numbers
+    (dropout) is a group of its own: `torch.func.vmap` cannot draw from Keras' seeded
+    generators.
     """
     pairs = tunables(model, optimizer) if tuned else []
     with bound(pairs, [_TUNED if getattr(obj, attribute) else 0.0 for obj, attribute in pairs]):
@@ -106,9 +137,11 @@ def architecture(model, optimizer, tuned=True):
     if isinstance(model, keras.Sequential):  # layers wired in order: their (generated) names do not matter
         layers = [{**layer, "config": {**layer["config"], "name": None}} for layer in model_config["layers"]]
         model_config = {**model_config, "name": None, "layers": layers}
-    configs = [type(model).__name__, model_config, type(optimizer).__name__, optimizer_config]
+    compile_config = {k: v for k, v in (model.get_compile_config() or {}).items() if k != "optimizer"}
+    configs = [type(model).__name__, model_config, type(optimizer).__name__, optimizer_config, compile_config]
     shapes = [(tuple(v.shape), str(v.dtype)) for v in [*model.variables, *optimizer.variables]]
-    return json.dumps([_structure(configs), shapes], sort_keys=True, default=str)
+    alone = id(model) if keras.backend.backend() == "torch" and draws_random_numbers(model) else None
+    return json.dumps([_structure(configs), shapes, alone], sort_keys=True, default=str)
 
 
 def _structure(config):
@@ -126,33 +159,59 @@ def _structure(config):
     return config
 
 
+# ---------------------------------------------------------------------------------------------
+# The steps of one member: pure functions of its state
+# ---------------------------------------------------------------------------------------------
+
+
 def train_step(template, state, hparams, x, y):
     """One update of one member (pure): returns `(new_state, loss)`.
 
-    `template` is `(model, optimizer, loss_fn, tunable pairs)` of the member's architecture;
-    `state` is `(trainable, non_trainable, optimizer_variables)` (lists of tensors), `hparams`
-    the member's values of the tunable pairs. The loss is the data loss plus the model's
-    penalties; its gradient is taken of the optimizer's scaled loss (loss scaling).
+    `template` is `(model, optimizer, tunable pairs)` of the member's architecture; `state` is
+    `(trainable, non_trainable, optimizer_variables, metrics_variables)` (lists of tensors),
+    `hparams` the member's values of the tunable pairs. The loss is the model's compiled loss
+    plus its penalties, as `fit` computes it; its gradient is taken of the optimizer's scaled
+    loss (loss scaling); the metrics variables are updated with the loss and the predictions.
     """
-    model, optimizer, loss_fn, pairs = template
-    trainable, non_trainable, optimizer_variables = state
+    model, optimizer, pairs = template
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
     backend = _backend()
 
     def scaled_loss(trainable):
-        logits, new_non_trainable, penalties = model.stateless_call(
+        y_pred, new_non_trainable, losses = model.stateless_call(
             trainable, non_trainable, x, training=True, return_losses=True
         )
-        loss = loss_fn(y, logits)
-        for penalty in penalties:
-            loss = loss + penalty
+        loss, new_non_trainable, new_metrics = keras_internals.compute_loss(
+            model, trainable, new_non_trainable, metrics_variables, x, y, y_pred, losses, training=True
+        )
         with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_variables))):
             scaled = optimizer.scale_loss(loss)
-        return scaled, (loss, new_non_trainable)
+        return scaled, (loss, y_pred, new_non_trainable, new_metrics)
 
     with bound(pairs, [hparams[i] for i in range(len(pairs))]):
-        (loss, non_trainable), grads = backend.value_and_grad(scaled_loss)(trainable)
+        (loss, y_pred, non_trainable, metrics_variables), grads = backend.value_and_grad(scaled_loss)(trainable)
         trainable, optimizer_variables = backend.stateless_apply(optimizer, optimizer_variables, grads, trainable)
-    return [list(trainable), list(non_trainable), list(optimizer_variables)], loss
+        metrics_variables = keras_internals.update_metrics(model, metrics_variables, loss, x, y, y_pred)
+    return [list(trainable), list(non_trainable), list(optimizer_variables), list(metrics_variables)], loss
+
+
+def test_step(template, state, hparams, x, y):
+    """The metrics variables of one member after one batch in inference mode (pure): `evaluate`'s step."""
+    model, _, pairs = template
+    trainable, non_trainable, _, metrics_variables = state
+    with bound(pairs, [hparams[i] for i in range(len(pairs))]):
+        y_pred, non_trainable, losses = model.stateless_call(
+            trainable, non_trainable, x, training=False, return_losses=True
+        )
+        loss, _, metrics_variables = keras_internals.compute_loss(
+            model, trainable, non_trainable, metrics_variables, x, y, y_pred, losses, training=False
+        )
+        return keras_internals.update_metrics(model, metrics_variables, loss, x, y, y_pred)
+
+
+def metric_results(template, metrics_variables):
+    """`{name: scalar}`: what `fit` logs from these metrics variables ("loss", "accuracy", ...)."""
+    return keras_internals.metric_results(template[0], metrics_variables)
 
 
 def correct_count(template, state, hparams, x, y):
@@ -162,8 +221,8 @@ def correct_count(template, state, hparams, x, y):
     an integer argmax of `logits == max(logits)` (the backends' float argmax differ in how
     they treat -0.0, and TensorFlow's cannot be vectorized).
     """
-    model, _, _, pairs = template
-    trainable, non_trainable, _ = state
+    model, _, pairs = template
+    trainable, non_trainable, _, _ = state
     with bound(pairs, [hparams[i] for i in range(len(pairs))]):
         logits, _ = model.stateless_call(trainable, non_trainable, x, training=False)
     is_max = ops.cast(ops.equal(logits, ops.max(logits, axis=-1, keepdims=True)), "int32")
@@ -171,19 +230,34 @@ def correct_count(template, state, hparams, x, y):
     return ops.sum(ops.cast(ops.equal(predicted, ops.cast(y, "int32")), "int32"))
 
 
+# ---------------------------------------------------------------------------------------------
+# Programs: the steps of every member of every group, compiled together
+# ---------------------------------------------------------------------------------------------
+
+
 class Program:
     """Compiled training and evaluation of several groups of members, one call per chunk of steps.
 
-    `train(states, hparams, x, y, indices, steps, eval_sets)`: `steps` updates, `indices`
-    being `(length, streams, batch)`, the minibatch rows of each stream of batches (the rows
-    past `steps` are padding: one compilation serves every number of steps up to `length`);
-    member i trains on stream `streams[i]` (the labs' variants share one, gathered once per
-    step; a search's trials have one each). Then, for each `(x, y)` of `eval_sets`, each
-    member's count of correct predictions (inference mode). Returns the new states, the
-    losses (their first `steps` rows, `(., members)`) and the counts `[(members,) per eval
-    set]`. States are per group `(trainable, non_trainable, optimizer_variables)` with a
-    leading member axis. `templates` hold one member of each group, whose Keras objects are
-    traced.
+    Two entry points, both over the same compiled pieces:
+
+    - `train(states, hparams, x, y, indices, steps, eval_sets)` (the labs): `steps` updates,
+      `indices` being `(length, streams, batch)`, the minibatch rows of each stream of batches
+      (the rows past `steps` are padding: one compilation serves every number of steps up to
+      `length`); member i trains on stream `streams[i]` (the labs' variants share one,
+      gathered once per step; a search's trials have one each). Then, for each `(x, y)` of
+      `eval_sets`, each member's count of correct predictions (inference mode). Returns the
+      new states, the losses (their first `steps` rows, `(., members)`) and the counts
+      `[(members,) per eval set]`.
+    - `epoch(states, hparams, reset, x, y, indices, tail, eval_sets)` (the tuner, as `fit`):
+      the metrics reset to `reset`, every full batch of `indices` and the last partial batch
+      `tail` (`(streams, rows)`, or None), the training logs; then each eval set, given as
+      `(x batches, y batches, x tail, y tail)`, evaluated batch by batch in inference mode,
+      its logs. Returns the new states, the losses `(batches, members)`, the training logs
+      `{name: (members,)}` and one such dict per eval set: one transfer to the host per epoch.
+
+    States are per group `(trainable, non_trainable, optimizer_variables, metrics_variables)`
+    with a leading member axis. `templates` hold one member of each group, whose Keras objects
+    are traced. `traces` counts how often Python traced a program (compilations on TF and JAX).
 
     On TensorFlow, `xla=True` compiles the `tf.function` with XLA too (JAX always does): it
     fuses the elementwise work of weight decay and the update rule, 10-15% of a
@@ -194,11 +268,13 @@ class Program:
 
     def __init__(self, templates, sizes, streams, xla=False):
         self.templates, self.sizes, self.streams = templates, sizes, streams
+        self.traces = 0
         backend = _backend()
-        # Steps and counts are compiled functions of their own, which the call composes: each
+        # Steps and counts are compiled functions of their own, which the calls compose: each
         # is traced once, with or without evaluation after the steps (TensorFlow traces slowly).
         self._steps, self._counts = backend.jit(self._scan_steps), backend.jit(self._count_correct)
         self.train = backend.jit(self._train, donate_states=True, xla=xla)
+        self.epoch = backend.jit(self._epoch, donate_states=True, xla=xla)
 
     def _per_group(self, function, states, hparams, per_stream, shared):
         """Apply `function(template, state, hparams, *per_stream, *shared)` to every member of every group.
@@ -221,21 +297,75 @@ class Program:
         return outputs
 
     def _train(self, states, hparams, x, y, indices, steps, eval_sets):
+        self.traces += 1
         states, losses = self._steps(states, hparams, x, y, indices, steps)
         return states, losses, [self._counts(states, hparams, eval_x, eval_y) for eval_x, eval_y in eval_sets]
 
     def _scan_steps(self, states, hparams, x, y, indices, steps):
-        backend = _backend()
-
         def one_step(states, step_indices):  # step_indices: (streams, batch)
-            batches = [backend.gather(x, step_indices), backend.gather(y, step_indices)]
-            outputs = self._per_group(train_step, states, hparams, batches, [])
-            return [state for state, _ in outputs], ops.concatenate([loss for _, loss in outputs], axis=0)
+            return self._one_step(states, hparams, x, y, step_indices)
 
-        return backend.loop(one_step, states, indices, steps, width=sum(self.sizes))
+        return _backend().loop(one_step, states, indices, steps, width=sum(self.sizes))
+
+    def _one_step(self, states, hparams, x, y, step_indices):
+        backend = _backend()
+        batches = [_gather(backend, x, step_indices), _gather(backend, y, step_indices)]
+        outputs = self._per_group(train_step, states, hparams, batches, [])
+        return [state for state, _ in outputs], ops.concatenate([loss for _, loss in outputs], axis=0)
 
     def _count_correct(self, states, hparams, x, y):
         return ops.concatenate(self._per_group(correct_count, states, hparams, [], [x, y]), axis=0)
+
+    def _epoch(self, states, hparams, reset, x, y, indices, tail, eval_sets):
+        self.traces += 1
+        backend = _backend()
+        states = [[*state[:3], list(fresh)] for state, fresh in zip(states, reset)]
+        states, losses = _backend().loop(
+            lambda s, rows: self._one_step(s, hparams, x, y, rows),
+            states,
+            indices,
+            indices.shape[0],
+            width=sum(self.sizes),
+        )
+        if tail is not None:
+            states, tail_loss = self._one_step(states, hparams, x, y, tail)
+            losses = ops.concatenate([losses, ops.cast(ops.expand_dims(tail_loss, 0), "float32")], axis=0)
+        logs = self._results(states)
+        evaluations = []
+        for x_batches, y_batches, x_tail, y_tail in eval_sets:
+            scores = [[*state[:3], list(fresh)] for state, fresh in zip(states, reset)]
+
+            def evaluate(scores, batch, x_batches=x_batches, y_batches=y_batches):
+                return self._test(scores, hparams, x_batches[batch], y_batches[batch]), ops.zeros((1,))
+
+            scores, _ = backend.loop(evaluate, scores, backend.arange(x_batches.shape[0]), x_batches.shape[0], width=1)
+            if x_tail is not None:
+                scores = self._test(scores, hparams, x_tail, y_tail)
+            evaluations.append(self._results(scores))
+        return states, losses, logs, evaluations
+
+    def _test(self, states, hparams, x, y):
+        metrics = self._per_group(test_step, states, hparams, [], [x, y])
+        return [[*state[:3], list(new)] for state, new in zip(states, metrics)]
+
+    def _results(self, states):
+        per_group = [
+            _vmapped(lambda m, template=template: metric_results(template, m), size)(state[3])
+            for template, size, state in zip(self.templates, self.sizes, states)
+        ]
+        return {name: ops.concatenate([logs[name] for logs in per_group], axis=0) for name in per_group[0]}
+
+
+def _vmapped(function, size):
+    """`function` over the leading member axis: vectorized, or called directly for a group of one."""
+    if size > 1:
+        return _backend().vmap(function)
+    return lambda arg: _nest_map(lambda a: ops.expand_dims(a, 0), function(_nest_map(lambda a: a[0], arg)))
+
+
+def _gather(backend, data, rows):
+    """`data[rows]` for an array or a nest of arrays (a model of several inputs)."""
+    return _nest_map(lambda array: backend.gather(array, rows), data)
 
 
 def _rows(array, rows):
@@ -254,20 +384,20 @@ class Engine:
 
     `group=True` puts variants that share an `architecture` into one vectorized group (a
     population) whose `TUNABLE` hyperparameters are inputs; programs are cached by
-    architecture, so the next population of the same architecture and size reuses the
-    compiled program. `group=False` keeps each variant a group of its own with its
-    hyperparameters as constants (the per-variant loop inside one compiled step: every
-    variant computes exactly as it would alone). `finish()` writes the trained
-    state back into the Keras variables (call it in a `finally`); `finalize()` then lets each
-    optimizer finalize its variables as `fit` does (EMA writes its averaged weights back).
+    architecture when `cache` (the tuner's populations: the next population of the same
+    architecture and size reuses the compiled program). `group=False` keeps each variant a
+    group of its own with its hyperparameters as constants (the per-variant loop inside one
+    compiled step: every variant computes exactly as it would alone). A variant's model that
+    is not compiled is compiled with its optimizer and the course's classification loss.
+    `finish()` writes the trained state back into the Keras variables (call it in a
+    `finally`); `finalize()` then lets each optimizer finalize its variables as `fit` does
+    (EMA writes its averaged weights back).
     """
 
-    def __init__(self, variants, *, group=True, steps_per_call=50, streams=None):
+    def __init__(self, variants, *, group=True, steps_per_call=50, streams=None, cache=False, sample=None):
         self.variants, self.tuned, self.steps_per_call = list(variants), group, int(steps_per_call)
-        self.loss_fn = _loss_fn()
         for v in self.variants:
-            if not v.optimizer.built:
-                v.optimizer.build(v.model.trainable_variables)
+            _prepare(v, sample)
         keys = [architecture(v.model, v.optimizer, tuned=group) for v in self.variants]
         if group:
             by_key = collections.defaultdict(list)
@@ -279,26 +409,42 @@ class Engine:
         self.order = [index for members in self.groups for index in members]  # program column -> variant
         streams = list(range(len(self.variants))) if streams is None else list(streams)
         self.streams = tuple(streams[index] for index in self.order)
-        xla = group and not any(_draws_random_numbers(v.model) for v in self.variants)
+        xla = group and not any(draws_random_numbers(v.model) for v in self.variants)
         sizes = [len(m) for m in self.groups]
-        self.program = _program([keys[m[0]] for m in self.groups], sizes, self.streams, self._templates, xla, group)
+        started, built = time.perf_counter(), _STATS["programs"]
+        self.program = _program([keys[m[0]] for m in self.groups], sizes, self.streams, self._templates, xla, cache)
+        self.new_program = _STATS["programs"] > built
         self.hparams = [self._stacked_hparams(members) for members in self.groups]
         self.states = [self._stacked_state(members) for members in self.groups]
+        self.reset = [self._stacked_reset(members) for members in self.groups]
+        self.build_seconds = time.perf_counter() - started
 
     def _templates(self):
         templates = []
         for members in self.groups:
             v = self.variants[members[0]]
-            templates.append((v.model, v.optimizer, self.loss_fn, self._tunables(v)))
+            templates.append((v.model, v.optimizer, self._tunables(v)))
         return templates
 
     def _variables(self, variant):
         model, optimizer = variant.model, variant.optimizer
-        return [model.trainable_variables, model.non_trainable_variables, optimizer.variables]
+        return [model.trainable_variables, model.non_trainable_variables, optimizer.variables, model.metrics_variables]
 
     def _stacked_state(self, members):
         parts = zip(*(self._variables(self.variants[m]) for m in members))
         return [[ops.stack([v.value for v in same]) for same in zip(*part)] for part in parts]
+
+    def _stacked_reset(self, members):
+        """The metrics variables of each member as `reset_metrics` leaves them (stacked)."""
+        fresh = []
+        for m in members:
+            model = self.variants[m].model
+            values = [v.numpy().copy() for v in model.metrics_variables]
+            model.reset_metrics()
+            fresh.append([v.numpy().copy() for v in model.metrics_variables])
+            for variable, value in zip(model.metrics_variables, values):
+                variable.assign(value)
+        return [ops.convert_to_tensor(np.stack(same)) for same in zip(*fresh)]
 
     def _tunables(self, variant):
         return tunables(variant.model, variant.optimizer) if self.tuned else []
@@ -308,7 +454,7 @@ class Engine:
         return ops.convert_to_tensor(np.asarray(values, dtype="float32").reshape(len(members), -1))
 
     def set_data(self, x, y):
-        self.data = (ops.convert_to_tensor(x), ops.convert_to_tensor(y))
+        self.data = (_to_tensor(x), _to_tensor(y))
 
     def run(self, indices, eval_sets=()):
         """Train `indices.shape[1]` steps, then count each variant's correct predictions on each `(x, y)`.
@@ -323,23 +469,62 @@ class Engine:
             raise ValueError(f"{steps} steps in one call; this engine runs at most {self.steps_per_call}")
         padded = np.zeros((self.steps_per_call, streams, batch), dtype="int32")
         padded[:steps] = np.asarray(indices, dtype="int32").swapaxes(0, 1)
-        eval_sets = [(ops.convert_to_tensor(x), ops.convert_to_tensor(y)) for x, y in eval_sets]
+        eval_sets = [(_to_tensor(x), _to_tensor(y)) for x, y in eval_sets]
+        losses, counts = self._call(
+            self.program.train, self.hparams, *self.data, ops.convert_to_tensor(padded), np.int32(steps), eval_sets
+        )
+        losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64)[:steps])
+        return losses, [self._in_variant_order(np.asarray(ops.convert_to_numpy(c))) for c in counts]
+
+    def run_epoch(self, indices, tail, eval_sets=()):
+        """One epoch as `fit` trains and validates it; returns `(losses, logs, [eval logs])` in variant order.
+
+        `indices` `(streams, batches, batch)` are the rows of each stream's full batches,
+        `tail` `(streams, rows)` those of its last partial batch (or None); `eval_sets` are
+        `(x, y, batch_size)`, each evaluated batch by batch after the epoch. Logs are
+        `{name: (variants,) float64}`.
+        """
+        indices = ops.convert_to_tensor(np.asarray(indices, dtype="int32").swapaxes(0, 1))
+        tail = None if tail is None or tail.shape[-1] == 0 else ops.convert_to_tensor(np.asarray(tail, dtype="int32"))
+        losses, logs, evaluations = self._call(
+            self.program.epoch, self.hparams, self.reset, *self.data, indices, tail, [_batched(*e) for e in eval_sets]
+        )
+        losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64))
+        return losses, self._logs(logs), [self._logs(e) for e in evaluations]
+
+    def _call(self, function, *args):
+        """`function(states, *args)`; the states it returns replace the engine's, kept even after an error."""
         states, self.states = self.states, None  # donated to the call: never kept once consumed
+        _STATS["calls"] += 1
         try:
-            states, losses, counts = self.program.train(
-                states, self.hparams, *self.data, ops.convert_to_tensor(padded), np.int32(steps), eval_sets
-            )
+            states, *outputs = function(states, *args)
         except BaseException:
             self.states = states if _alive(states) else None
             raise
         self.states = states
-        losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64)[:steps])
-        return losses, [self._in_variant_order(np.asarray(ops.convert_to_numpy(c))) for c in counts]
+        return outputs
+
+    def _logs(self, logs):
+        return {name: self._in_variant_order(np.asarray(ops.convert_to_numpy(v), dtype=np.float64)) for name, v in logs.items()}
 
     def _in_variant_order(self, array):
         out = np.empty_like(array)
         out[..., self.order] = array
         return out
+
+    def member_state(self, index):
+        """Variant `index`'s state as NumPy arrays: `[trainable, non_trainable, optimizer_variables]`."""
+        group = next(g for g, members in enumerate(self.groups) if index in members)
+        row = self.groups[group].index(index)
+        return [[np.asarray(ops.convert_to_numpy(a[row])) for a in part] for part in self.states[group][:3]]
+
+    def set_member_weights(self, index, trainable, non_trainable):
+        """Replace variant `index`'s model weights in the stacked state (EarlyStopping's restore_best_weights)."""
+        group = next(g for g, members in enumerate(self.groups) if index in members)
+        row = self.groups[group].index(index)
+        state = self.states[group]
+        for part, values in ((0, trainable), (1, non_trainable)):
+            state[part] = [_set_row(stacked, row, value) for stacked, value in zip(state[part], values)]
 
     def finish(self):
         """Write the trained state back into every variant's Keras variables (skipped if it was lost)."""
@@ -358,7 +543,48 @@ class Engine:
             v.optimizer.finalize_variable_values(v.model.trainable_variables)
 
 
-def _draws_random_numbers(model):
+def _prepare(variant, sample):
+    """Compile an uncompiled lab model (its optimizer, the course's loss) and build what `fit` builds first.
+
+    `sample` is one `(x, y)` batch of the training data (the shapes the model and its
+    compiled metrics are built for).
+    """
+    model, optimizer = variant.model, variant.optimizer
+    if not getattr(model, "compiled", False):
+        from coursekit.models import classification_loss
+
+        model.compile(optimizer=optimizer, loss=classification_loss())
+    if sample is not None:
+        keras_internals.build_for_training(model, *sample)
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+def _set_row(stacked, row, value):
+    array = np.array(ops.convert_to_numpy(stacked))
+    array[row] = value
+    return ops.convert_to_tensor(array)
+
+
+def _to_tensor(data):
+    return _nest_map(ops.convert_to_tensor, data)
+
+
+def _batched(x, y, batch_size):
+    """`(x batches, y batches, x tail, y tail)` of an eval set, on the device (the tail None if there is none)."""
+    n = len(keras.tree.flatten(y)[0])
+    full = n // batch_size
+
+    def split(data):
+        head = _nest_map(lambda a: ops.reshape(a[: full * batch_size], (full, batch_size, *a.shape[1:])), data)
+        tail = _nest_map(lambda a: a[full * batch_size :], data) if n % batch_size else None
+        return head, tail
+
+    (x_head, x_tail), (y_head, y_tail) = split(_to_tensor(x)), split(_to_tensor(y))
+    return x_head, y_head, x_tail, y_tail
+
+
+def draws_random_numbers(model):
     """Whether a layer of `model` owns a `keras.random.SeedGenerator` (dropout, noise)."""
     return any(
         isinstance(value, keras.random.SeedGenerator) for layer in _sublayers(model) for value in vars(layer).values()
@@ -371,7 +597,14 @@ def _alive(states):
 
 
 _PROGRAMS = collections.OrderedDict()  # population programs, the most recently used last
-_CACHE_SIZE = 4
+_CACHE_SIZE = 8
+_STATS = collections.Counter()  # programs built and calls made in this process (benchmarks/device_timing.py)
+
+
+def stats():
+    """{"programs": Programs built, "calls": compiled calls made (one host transfer each), "traces": traces}."""
+    traces = sum(program.traces for program in _PROGRAMS.values())
+    return {**_STATS, "cached traces": traces}
 
 
 def _program(keys, sizes, streams, templates, xla, cache):
@@ -383,19 +616,15 @@ def _program(keys, sizes, streams, templates, xla, cache):
     """
     key = (keras.backend.backend(), tuple(keys), tuple(sizes), streams, xla)
     if not cache:
+        _STATS["programs"] += 1
         return Program(templates(), sizes, streams, xla=xla)
     if key not in _PROGRAMS:
+        _STATS["programs"] += 1
         _PROGRAMS[key] = Program(templates(), sizes, streams, xla=xla)
         while len(_PROGRAMS) > _CACHE_SIZE:
             _PROGRAMS.popitem(last=False)
     _PROGRAMS.move_to_end(key)
     return _PROGRAMS[key]
-
-
-def _loss_fn():
-    from coursekit.models import classification_loss
-
-    return classification_loss()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +642,7 @@ class _JaxBackend:
         return self.jax.jit(function, donate_argnums=(0,) if donate_states else ())
 
     def value_and_grad(self, function):
-        """`function(params) -> (value, aux)` to `params -> ((value, aux) without value..., grads)`."""
+        """`function(params) -> (value, aux)` to `params -> (aux, grads)`."""
         grad_fn = self.jax.value_and_grad(function, has_aux=True)
 
         def call(params):
@@ -438,6 +667,9 @@ class _JaxBackend:
             return carry, ys.at[i].set(y.astype("float32"))
 
         return self.jax.lax.fori_loop(0, n, body, (carry, jnp.zeros((xs.shape[0], width), "float32")))
+
+    def arange(self, n):
+        return self.jax.numpy.arange(n)
 
     def gather(self, x, rows):
         return x[rows]  # `ops.take` adds out-of-range handling, 2x slower here
@@ -487,13 +719,60 @@ class _TensorFlowBackend:
         _, carry, outputs = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), carry, outputs))
         return carry, outputs.stack()
 
+    def arange(self, n):
+        return self.tf.range(n)
+
     def gather(self, x, rows):
         return self.tf.gather(x, rows)
 
     def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
-        from coursekit.keras_internals import tensorflow_stateless_apply
+        return keras_internals.tensorflow_stateless_apply(optimizer, optimizer_variables, grads, trainable)
 
-        return tensorflow_stateless_apply(optimizer, optimizer_variables, grads, trainable)
+
+class _TorchBackend:
+    """PyTorch: eager, with `torch.func` for gradients and populations (no compilation: see the README)."""
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def jit(self, function, donate_states=False, xla=False):
+        """`function` run eagerly without autograd's graph (`torch.func.grad` still takes its gradients)."""
+
+        def call(*args):
+            with self.torch.no_grad():
+                return function(*args)
+
+        return call
+
+    def value_and_grad(self, function):
+        grad_fn = self.torch.func.grad(function, has_aux=True)
+
+        def call(params):
+            grads, aux = grad_fn(params)
+            return aux, grads
+
+        return call
+
+    def vmap(self, function):
+        return self.torch.func.vmap(function, randomness="error")
+
+    def loop(self, step, carry, xs, n, width):
+        ys = self.torch.zeros((len(xs), width), dtype=self.torch.float32)
+        for i in range(int(n)):
+            carry, y = step(carry, xs[i])
+            ys[i] = y.detach().float()
+        return carry, ys
+
+    def arange(self, n):
+        return range(int(n))
+
+    def gather(self, x, rows):
+        return x[rows.long()]
+
+    def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
+        return optimizer.stateless_apply(optimizer_variables, grads, trainable)
 
 
 @contextlib.contextmanager
@@ -515,19 +794,19 @@ class _MessageFilter:
         return not str(record.msg).startswith(self.text)
 
 
-_BACKENDS = {"jax": _JaxBackend, "tensorflow": _TensorFlowBackend}
+_BACKENDS = {"jax": _JaxBackend, "tensorflow": _TensorFlowBackend, "torch": _TorchBackend}
 _INSTANCES = {}
 
 
 def supported():
-    """Whether the active Keras backend has a compiled engine (TensorFlow, JAX)."""
+    """Whether the active Keras backend has a compiled engine (TensorFlow, JAX, PyTorch)."""
     return keras.backend.backend() in _BACKENDS
 
 
 def _backend():
     name = keras.backend.backend()
     if name not in _BACKENDS:
-        raise ValueError(f"the compiled engine supports TensorFlow and JAX, not {name!r}")
+        raise ValueError(f"the compiled engine supports TensorFlow, JAX and PyTorch, not {name!r}")
     if name not in _INSTANCES:
         _INSTANCES[name] = _BACKENDS[name]()
     return _INSTANCES[name]

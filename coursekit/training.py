@@ -266,7 +266,14 @@ def _make_engine(engine, variants, x_train, y_train, steps_per_call, streams):
         raise ValueError(f"Unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
     if engine == "per_variant" or (engine == "auto" and not population.supported()):
         return _PerVariantEngine(variants, x_train, y_train, streams)
-    compiled = population.Engine(variants, group=engine == "population", steps_per_call=steps_per_call, streams=streams)
+    compiled = population.Engine(
+        variants,
+        group=engine == "population",
+        steps_per_call=steps_per_call,
+        streams=streams,
+        cache=engine == "population",
+        sample=(x_train[:2], y_train[:2]),
+    )
     compiled.set_data(x_train, y_train)
     return compiled
 
