@@ -505,7 +505,10 @@ class Engine:
         return outputs
 
     def _logs(self, logs):
-        return {name: self._in_variant_order(np.asarray(ops.convert_to_numpy(v), dtype=np.float64)) for name, v in logs.items()}
+        return {
+            name: self._in_variant_order(np.asarray(ops.convert_to_numpy(v), dtype=np.float64))
+            for name, v in logs.items()
+        }
 
     def _in_variant_order(self, array):
         out = np.empty_like(array)

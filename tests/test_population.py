@@ -1,6 +1,5 @@
 """Populations: members equal the same models trained one by one; one compilation; state always written back."""
 
-import keras
 import numpy as np
 import pytest
 from conftest import BACKEND, requires_tensorflow
