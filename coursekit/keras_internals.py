@@ -4,13 +4,14 @@ tests/test_keras_internals.py holds every one of them against Keras' own behavio
 Keras release that changes them fails loudly there. What lives here, and why there is no
 public way:
 
-- `tensorflow_stateless_apply`: TensorFlow's optimizer refuses `stateless_apply` ("incompatible
+- `base_stateless_apply`: TensorFlow's optimizer refuses `stateless_apply` ("incompatible
   with tf.distribute") and writes its updates into the TensorFlow variables directly
   (`assign*`, its `_backend_update_step` and `_apply_weight_decay` go through
-  `tf.distribute`). Keras' own backend-independent implementation of the same methods,
-  `BaseOptimizer`, is stateless inside a `keras.StatelessScope`; this uses it for the
-  duration of one call. It serves the compiled engine (`coursekit.population`), where there
-  is one replica.
+  `tf.distribute`); PyTorch's Keras optimizers update all variables at once with in-place
+  `torch._foreach_*` ops, which `torch.func.vmap` cannot batch. Keras' own
+  backend-independent implementation of the same methods, `BaseOptimizer`, is stateless
+  inside a `keras.StatelessScope`; this uses it for the duration of one call. It serves the
+  compiled engine (`coursekit.population`), where there is one replica.
 - `compute_loss`, `update_metrics`, `metric_results`, `build_for_training`: the pieces of
   Keras' own trainers (`keras/src/backend/jax/trainer.py`, written over the stateless API)
   that the engine's training step repeats on every backend: the forward pass's losses handed
@@ -39,9 +40,9 @@ STATELESS_METHODS = (
     "_apply_weight_decay",
 )
 
-# (owner, attribute) pairs used here; tests/test_keras_internals.py fails if one disappears.
+# Class attributes used here (tests/test_keras_internals.py fails if one disappears; the instance
+# attributes, `_trainable_variables_indices`, `_losses_override` and `_loss_tracker`, are held by its other tests).
 USED = (
-    (BaseOptimizer, "_trainable_variables_indices"),
     *((BaseOptimizer, name) for name in STATELESS_METHODS),
     (keras.Model, "_symbolic_build"),
     (keras.Model, "stateless_compute_loss"),
@@ -64,8 +65,11 @@ def _base_methods(optimizer):
         optimizer._trainable_variables_indices = indices
 
 
-def tensorflow_stateless_apply(optimizer, optimizer_variables, grads, trainable_variables):
-    """`optimizer.stateless_apply` on TensorFlow: `(new trainable values, new optimizer variable values)`."""
+def base_stateless_apply(optimizer, optimizer_variables, grads, trainable_variables):
+    """`optimizer.stateless_apply` through Keras' backend-independent methods (TensorFlow, PyTorch).
+
+    Returns `(new trainable values, new optimizer variable values)`.
+    """
     with _base_methods(optimizer):
         return optimizer.stateless_apply(optimizer_variables, grads, trainable_variables)
 
@@ -114,11 +118,34 @@ def build_for_training(model, x, y):
 
 
 def tensor_rate_dropout(layer):
-    """Keras `Dropout.call` for a rate that is a tensor (nonzero: a zero rate is structural, see `population`)."""
+    """Keras `Dropout.call` for a rate that is a tensor (nonzero, below 1: other rates are structural).
+
+    The same draws and arithmetic as Keras' backend `dropout` (whose first lines test
+    `rate == 1.0` and `rate == 0.0` in Python): JAX's Bernoulli mask and TensorFlow's
+    `stateless_dropout`, from the layer's seed generator.
+    """
+    name = keras.backend.backend()
 
     def call(inputs, training=False):
-        if training:
-            return keras.random.dropout(inputs, layer.rate, noise_shape=layer.noise_shape, seed=layer.seed_generator)
-        return inputs
+        if not training:
+            return inputs
+        if name == "jax":
+            import jax
+            from keras.src.backend.jax import random as jax_random
+
+            keep = 1.0 - layer.rate
+            shape = jax_random._get_concrete_noise_shape(inputs, layer.noise_shape)
+            mask = jax.random.bernoulli(jax_random.jax_draw_seed(layer.seed_generator), p=keep, shape=shape)
+            mask = jax.numpy.broadcast_to(mask, inputs.shape)
+            return jax.lax.select(mask, inputs / keep, jax.numpy.zeros_like(inputs))
+        if name == "tensorflow":
+            import tensorflow as tf
+            from keras.src.backend.tensorflow import random as tf_random
+            from keras.src.random.seed_generator import draw_seed
+
+            shape = tf_random._get_concrete_noise_shape(inputs, layer.noise_shape)
+            seed = tf_random._cast_seed(draw_seed(layer.seed_generator))
+            return tf.nn.experimental.stateless_dropout(inputs, rate=layer.rate, noise_shape=shape, seed=seed)
+        return keras.random.dropout(inputs, layer.rate, noise_shape=layer.noise_shape, seed=layer.seed_generator)
 
     return call

@@ -69,11 +69,11 @@ _TUNED = float("nan")  # what `architecture` sees of a nonzero tunable value (co
 
 
 def tunables(model, optimizer):
-    """The (object, attribute) pairs of `TUNABLE` in a model and its optimizer, in a fixed order."""
+    """The (object, attribute) pairs of `TUNABLE` in a model and its optimizer whose value is nonzero, in a fixed order."""
     found, seen = [], set()
     for obj in [*_sublayers(model), *_regularizers(_sublayers(model)), optimizer]:
         for cls, attribute in TUNABLE:
-            if isinstance(obj, cls) and (id(obj), attribute) not in seen:
+            if isinstance(obj, cls) and getattr(obj, attribute) and (id(obj), attribute) not in seen:
                 seen.add((id(obj), attribute))
                 found.append((obj, attribute))
     return found
@@ -131,7 +131,7 @@ def architecture(model, optimizer, tuned=True):
     generators.
     """
     pairs = tunables(model, optimizer) if tuned else []
-    with bound(pairs, [_TUNED if getattr(obj, attribute) else 0.0 for obj, attribute in pairs]):
+    with bound(pairs, [_TUNED] * len(pairs)):
         model_config, optimizer_config = model.get_config(), optimizer.get_config()
     optimizer_config = {**optimizer_config, "name": None}  # unnamed optimizers get unique names, as Keras' do
     if isinstance(model, keras.Sequential):  # layers wired in order: their (generated) names do not matter
@@ -454,7 +454,7 @@ class Engine:
         return ops.convert_to_tensor(np.asarray(values, dtype="float32").reshape(len(members), -1))
 
     def set_data(self, x, y):
-        self.data = (_to_tensor(x), _to_tensor(y))
+        self.data = (to_tensor(x), to_tensor(y))
 
     def run(self, indices, eval_sets=()):
         """Train `indices.shape[1]` steps, then count each variant's correct predictions on each `(x, y)`.
@@ -469,25 +469,25 @@ class Engine:
             raise ValueError(f"{steps} steps in one call; this engine runs at most {self.steps_per_call}")
         padded = np.zeros((self.steps_per_call, streams, batch), dtype="int32")
         padded[:steps] = np.asarray(indices, dtype="int32").swapaxes(0, 1)
-        eval_sets = [(_to_tensor(x), _to_tensor(y)) for x, y in eval_sets]
+        eval_sets = [(to_tensor(x), to_tensor(y)) for x, y in eval_sets]
         losses, counts = self._call(
             self.program.train, self.hparams, *self.data, ops.convert_to_tensor(padded), np.int32(steps), eval_sets
         )
         losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64)[:steps])
         return losses, [self._in_variant_order(np.asarray(ops.convert_to_numpy(c))) for c in counts]
 
-    def run_epoch(self, indices, tail, eval_sets=()):
+    def run_epoch(self, indices, tail, eval_batches=()):
         """One epoch as `fit` trains and validates it; returns `(losses, logs, [eval logs])` in variant order.
 
         `indices` `(streams, batches, batch)` are the rows of each stream's full batches,
-        `tail` `(streams, rows)` those of its last partial batch (or None); `eval_sets` are
-        `(x, y, batch_size)`, each evaluated batch by batch after the epoch. Logs are
-        `{name: (variants,) float64}`.
+        `tail` `(streams, rows)` those of its last partial batch (or None); `eval_batches` are
+        eval sets as `batched` returns them, each evaluated batch by batch after the epoch.
+        Logs are `{name: (variants,) float64}`.
         """
         indices = ops.convert_to_tensor(np.asarray(indices, dtype="int32").swapaxes(0, 1))
         tail = None if tail is None or tail.shape[-1] == 0 else ops.convert_to_tensor(np.asarray(tail, dtype="int32"))
         losses, logs, evaluations = self._call(
-            self.program.epoch, self.hparams, self.reset, *self.data, indices, tail, [_batched(*e) for e in eval_sets]
+            self.program.epoch, self.hparams, self.reset, *self.data, indices, tail, list(eval_batches)
         )
         losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64))
         return losses, self._logs(logs), [self._logs(e) for e in evaluations]
@@ -569,12 +569,13 @@ def _set_row(stacked, row, value):
     return ops.convert_to_tensor(array)
 
 
-def _to_tensor(data):
+def to_tensor(data):
+    """A nest of arrays as backend tensors (on the device)."""
     return _nest_map(ops.convert_to_tensor, data)
 
 
-def _batched(x, y, batch_size):
-    """`(x batches, y batches, x tail, y tail)` of an eval set, on the device (the tail None if there is none)."""
+def batched(x, y, batch_size):
+    """`(x batches, y batches, x tail, y tail)` of an eval set, on the device (the tails None if there are none)."""
     n = len(keras.tree.flatten(y)[0])
     full = n // batch_size
 
@@ -583,7 +584,7 @@ def _batched(x, y, batch_size):
         tail = _nest_map(lambda a: a[full * batch_size :], data) if n % batch_size else None
         return head, tail
 
-    (x_head, x_tail), (y_head, y_tail) = split(_to_tensor(x)), split(_to_tensor(y))
+    (x_head, x_tail), (y_head, y_tail) = split(to_tensor(x)), split(to_tensor(y))
     return x_head, y_head, x_tail, y_tail
 
 
@@ -729,7 +730,7 @@ class _TensorFlowBackend:
         return self.tf.gather(x, rows)
 
     def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
-        return keras_internals.tensorflow_stateless_apply(optimizer, optimizer_variables, grads, trainable)
+        return keras_internals.base_stateless_apply(optimizer, optimizer_variables, grads, trainable)
 
 
 class _TorchBackend:
@@ -775,7 +776,7 @@ class _TorchBackend:
         return x[rows.long()]
 
     def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
-        return optimizer.stateless_apply(optimizer_variables, grads, trainable)
+        return keras_internals.base_stateless_apply(optimizer, optimizer_variables, grads, trainable)
 
 
 @contextlib.contextmanager

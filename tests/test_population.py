@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import BACKEND, requires_tensorflow
+from conftest import BACKEND
 
 from coursekit import optimizers, population, runtime, training
 from coursekit.data import load_dataset
@@ -162,32 +162,3 @@ def test_a_failed_call_keeps_the_state_before_it(digits):
     for variant in variants:
         assert int(variant.optimizer.iterations.numpy()) == 5  # the first chunk; the second (with the bad eval) failed
         assert np.isfinite(variant.model.predict(digits.x_test, verbose=0)).all()
-
-
-@requires_tensorflow
-@pytest.mark.parametrize("name", sorted(optimizers.ALL))
-@pytest.mark.parametrize("kwargs", [{}, {"use_ema": True}, {"weight_decay": 0.1}, {"clipnorm": 0.5}], ids=str)
-def test_tensorflow_stateless_apply_equals_apply_and_writes_nothing(name, kwargs):
-    """coursekit.keras_internals: Keras' backend-independent optimizer methods on TensorFlow (fails if Keras changes them)."""
-    from coursekit.keras_internals import tensorflow_stateless_apply
-
-    model = multilayer_net(8, [5], weight_decay=0.01, seed=1)
-    reference = multilayer_net(8, [5], weight_decay=0.01, seed=1)
-    optimizer, stateful = optimizers.get(name, **kwargs), optimizers.get(name, **kwargs)
-    optimizer.build(model.trainable_variables)
-    rng = np.random.default_rng(0)
-    grads = [rng.normal(size=v.shape).astype("float32") for v in model.trainable_variables]
-    trainable = [v.numpy() for v in model.trainable_variables]
-    optimizer_values = [v.numpy() for v in optimizer.variables]
-    new_trainable, new_optimizer_values = trainable, optimizer_values
-    for _ in range(2):
-        new_trainable, new_optimizer_values = tensorflow_stateless_apply(
-            optimizer, new_optimizer_values, grads, new_trainable
-        )
-        stateful.apply(grads, reference.trainable_variables)
-    for variable, before in zip([*model.trainable_variables, *optimizer.variables], trainable + optimizer_values):
-        np.testing.assert_array_equal(variable.numpy(), before)  # nothing written
-    for value, variable in zip(new_trainable, reference.trainable_variables):
-        np.testing.assert_allclose(np.asarray(value), variable.numpy(), rtol=1e-6, atol=1e-7)
-    for value, variable in zip(new_optimizer_values, stateful.variables):
-        np.testing.assert_allclose(np.asarray(value), variable.numpy(), rtol=1e-6, atol=1e-7)
