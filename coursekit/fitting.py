@@ -14,8 +14,8 @@ one transfer of the epoch's logs to the host. Each member sees what `fit` would 
 - the logs `fit` computes, "loss" and the compiled metrics as means over the epoch's
   training batches (training mode), and "val_loss", "val_<metric>" over the validation data
   (`validation_data`, or `validation_split`, the last fraction of the rows, as `fit` takes
-  it), plus `eval_sets`: more data evaluated the same way under other prefixes (the course's
-  "train_" accuracy of the whole training set in inference mode);
+  it), plus `extra_validation`: more data evaluated the same way under other prefixes (the
+  course's "train_" accuracy of the whole training set in inference mode);
 - its own copies of the callbacks the engine honours (`SUPPORTED_CALLBACKS`, and subclasses of
   `EpochCallback`), called with its logs at each epoch, with a view of the member as
   `self.model` (`stop_training`, `get_weights`, `set_weights`). A member whose callbacks stop
@@ -122,7 +122,7 @@ def fit_population(
     validation_data=None,
     validation_split=0.0,
     validation_batch_size=None,
-    eval_sets=None,
+    extra_validation=None,
     shuffle=True,
     verbose=0,
 ):
@@ -134,8 +134,8 @@ def fit_population(
         batch_size: Rows per batch. Defaults to 32, as `fit`.
         epochs, initial_epoch: Train epochs `initial_epoch` .. `epochs - 1`, as `fit`.
         validation_data, validation_split, validation_batch_size: As `fit`.
-        eval_sets: `{prefix: (x, y)}` evaluated after every epoch like the validation data
-            (which is the prefix "val_").
+        extra_validation: `{prefix: (x, y)}` evaluated after every epoch like the validation
+            data (which is the prefix "val_").
         shuffle: A fresh permutation per member and epoch (see the module docstring), or the
             rows in order.
         verbose: 1 prints a line per epoch, 0 is quiet.
@@ -164,7 +164,7 @@ def fit_population(
     evaluations = {}
     if validation_data is not None:
         evaluations["val_"] = tuple(_arrays(part) for part in validation_data[:2])
-    for prefix, (ex, ey) in (eval_sets or {}).items():
+    for prefix, (ex, ey) in (extra_validation or {}).items():
         evaluations[prefix] = (_arrays(ex), _arrays(ey))
     for prefix, (ex, ey) in evaluations.items():
         if _rows(ex) != _rows(ey) or _rows(ey) == 0:

@@ -318,15 +318,13 @@ class Program:
 
     def _epoch(self, states, hparams, reset, x, y, indices, tail, eval_sets):
         self.traces += 1
-        backend = _backend()
+        backend, width = _backend(), sum(self.sizes)
         states = [[*state[:3], list(fresh)] for state, fresh in zip(states, reset)]
-        states, losses = _backend().loop(
-            lambda s, rows: self._one_step(s, hparams, x, y, rows),
-            states,
-            indices,
-            indices.shape[0],
-            width=sum(self.sizes),
-        )
+        losses = ops.zeros((0, width), "float32")
+        if indices.shape[0]:  # the full batches (none when the data is smaller than a batch)
+            states, losses = backend.loop(
+                lambda s, rows: self._one_step(s, hparams, x, y, rows), states, indices, indices.shape[0], width
+            )
         if tail is not None:
             states, tail_loss = self._one_step(states, hparams, x, y, tail)
             losses = ops.concatenate([losses, ops.cast(ops.expand_dims(tail_loss, 0), "float32")], axis=0)
@@ -338,7 +336,9 @@ class Program:
             def evaluate(scores, batch, x_batches=x_batches, y_batches=y_batches):
                 return self._test(scores, hparams, x_batches[batch], y_batches[batch]), ops.zeros((1,))
 
-            scores, _ = backend.loop(evaluate, scores, backend.arange(x_batches.shape[0]), x_batches.shape[0], width=1)
+            if x_batches.shape[0]:
+                batches = backend.arange(x_batches.shape[0])
+                scores, _ = backend.loop(evaluate, scores, batches, x_batches.shape[0], width=1)
             if x_tail is not None:
                 scores = self._test(scores, hparams, x_tail, y_tail)
             evaluations.append(self._results(scores))

@@ -20,12 +20,12 @@ RESULT_COLUMNS = ("variant", "step", "metric", "value")
 
 
 def write_atomic(path, text):
-    """Write `text` to `path` through a temporary file and a rename: never a half file."""
+    """Write `text` (str or bytes) to `path` through a temporary file and a rename: never a half file."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -21,7 +21,8 @@ from coursekit.results import write_json
 from tuning import SearchSettings, internals, run_search
 from tuning.__main__ import main as tuning_main
 from tuning.oracles import BayesianOracle, HyperbandOracle, NarrowingOracle, RandomOracle
-from tuning.search import build_model, seed_trial
+from tuning.search import build_model
+from tuning.tuner import seed_trial
 
 SMOKE = dict(dataset="digits", trials=4, epochs=2, train_size=200, hidden_sizes=[20, 20])
 

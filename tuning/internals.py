@@ -12,6 +12,9 @@ Everything else in `tuning/` uses keras-tuner's public API. What lives here:
   fix of `set_state` (which relies on the order in which `Oracle.end_trial` writes files).
 - `checkpoint_path`, `tuner_state_path`: the tuner's own file names
   (`Tuner._get_checkpoint_fname`, `BaseTuner._get_tuner_fname`).
+- `build_hypermodel`: a trial's model as keras-tuner builds it (`Tuner._build_hypermodel`: the
+  hypermodel's `build(hp)` inside the tuner's distribution strategy, with the tuner's
+  `optimizer`/`loss`/`metrics` overrides), without `_try_build`'s `clear_session()` per model.
 """
 
 import os
@@ -34,6 +37,7 @@ USED = (
     ("keras_tuner.src.engine.metrics_tracking.MetricsTracker", "metrics"),
     ("keras_tuner.src.engine.metrics_tracking.MetricHistory", "update"),
     ("keras_tuner.Tuner", "_get_checkpoint_fname"),
+    ("keras_tuner.Tuner", "_build_hypermodel"),
     ("keras_tuner.Tuner", "_get_tuner_fname"),
 )
 
@@ -95,6 +99,11 @@ class OracleInternals:
 def retry_queue(oracle):
     """Trial ids the oracle will hand out again before new ones (interrupted trials after a reload)."""
     return list(oracle._retry_queue)
+
+
+def build_hypermodel(tuner, hp):
+    """The model `build(hp)` returns, as keras-tuner's Tuner builds it for a trial."""
+    return tuner._build_hypermodel(hp)
 
 
 def checkpoint_path(tuner, trial_id):

@@ -1,8 +1,9 @@
 """keras-tuner oracles for the chapter's search, including the narrowing search it advises.
 
 Every oracle here:
-- scores a trial by its *final* validation accuracy (the reference ranks trials by
-  the last epoch; keras-tuner's default would take the best epoch),
+- scores a trial as the tuner computed its score (`tuning.tuner`: the executions' mean of
+  their best, or final, epoch; reported as the metric "tuner/score"), else as keras-tuner does
+  (the best value of the objective),
 - writes its state and trial files atomically (temporary file + rename), so a
   search killed at any instant, even by SIGKILL, reloads and resumes, and on
   reload never runs again a trial whose own file says it ended
@@ -24,7 +25,7 @@ from keras_tuner.engine.trial import Trial, TrialStatus
 
 from tuning.internals import OracleInternals
 
-ORACLES = ("random", "narrowing", "bayesian", "hyperband")
+ORACLES = ("random", "narrowing", "bayesian", "hyperband")  # the chapter's command line
 
 
 def worker_of(tuner_id):
@@ -33,7 +34,7 @@ def worker_of(tuner_id):
 
 
 class CourseOracleMixin(OracleInternals):
-    """Final-epoch scores, atomic files, and the start gate for `workers`; mixed into each oracle class.
+    """The tuner's scores, atomic files, and the start gate for `workers`; mixed into each oracle class.
 
     Args:
         workers: The number of workers a distributed search waits for (on the chief).
@@ -46,9 +47,11 @@ class CourseOracleMixin(OracleInternals):
         self._asked, self._served = set(), set()  # workers that asked / that were handed a trial
 
     def score_trial(self, trial):
-        history = trial.metrics.get_history(self.objective.name)
-        trial.score = history[-1].mean()
-        trial.best_step = history[-1].step
+        if trial.metrics.exists("tuner/score"):
+            trial.score = trial.metrics.get_last_value("tuner/score")
+            trial.best_step = int(trial.metrics.get_last_value("tuner/best_step"))
+        else:
+            super().score_trial(trial)
 
     @keras_tuner.synchronized
     def create_trial(self, tuner_id):
@@ -88,6 +91,10 @@ class BayesianOracle(CourseOracleMixin, keras_tuner.oracles.BayesianOptimization
         if ended < initial <= len(self.trials):
             return {"status": TrialStatus.IDLE, "values": None}
         return super().populate_space(trial_id)
+
+
+class GridOracle(CourseOracleMixin, keras_tuner.oracles.GridSearchOracle):
+    """Grid search (keras-tuner's): every combination of the values, in order."""
 
 
 class HyperbandOracle(CourseOracleMixin, keras_tuner.oracles.HyperbandOracle):
@@ -241,21 +248,3 @@ class NarrowingOracle(CourseOracleMixin, keras_tuner.Oracle):
 
 def _is_numeric(hp):
     return isinstance(hp, (Float, Int))
-
-
-def make_oracle(name, *, max_trials, seed, epochs, rounds=None, keep=None, margin=0.1, workers=None):
-    """The oracle called `name` (one of ORACLES), maximising final val_accuracy.
-
-    `workers`: on the chief of a distributed search, how many workers to wait for.
-    """
-    objective = keras_tuner.Objective("val_accuracy", direction="max")
-    common = {"objective": objective, "seed": seed, "workers": workers}
-    if name == "random":
-        return RandomOracle(max_trials=max_trials, **common)
-    if name == "narrowing":
-        return NarrowingOracle(max_trials=max_trials, rounds=rounds, keep=keep, margin=margin, **common)
-    if name == "bayesian":
-        return BayesianOracle(max_trials=max_trials, **common)
-    if name == "hyperband":
-        return HyperbandOracle(max_epochs=epochs, **common)
-    raise ValueError(f"Unknown oracle {name!r}; valid: {', '.join(ORACLES)}")

@@ -1,6 +1,7 @@
 """The search's report: trials.csv, per-epoch curves, the best trials' grid, the best model's test accuracy."""
 
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -8,6 +9,7 @@ from keras_tuner.engine.trial import TrialStatus
 
 from coursekit import results
 from coursekit.plots import Line, plot_panels
+from tuning import internals
 
 TRIAL_COLUMNS = (
     "trial_id",
@@ -25,9 +27,10 @@ TRIAL_COLUMNS = (
 
 
 def _history(trial, name):
+    """`[(epoch, value)]` of a metric, epochs counted from 1 (the oracle's steps are `fit`'s epochs from 0)."""
     if not trial.metrics.exists(name):
         return []
-    return [(obs.step, obs.mean()) for obs in trial.metrics.get_history(name)]
+    return [(obs.step + 1, obs.mean()) for obs in trial.metrics.get_history(name)]
 
 
 def _last(trial, name):
@@ -57,10 +60,10 @@ def trial_table(oracle):
             "best_val_accuracy": max(v for _, v in val) if val else float("nan"),
             "final_train_accuracy": _last(trial, "train_accuracy"),
             "epochs": len(val),
-            "duration_s": _last(trial, "duration_s"),
-            "rss_mb": _last(trial, "rss_mb"),
-            "compute_bits": _last_count(trial, "compute_bits"),
-            "population": _last_count(trial, "population"),
+            "duration_s": _last(trial, "tuner/seconds"),
+            "rss_mb": _last(trial, "tuner/rss_mb"),
+            "compute_bits": _last_count(trial, "tuner/compute_bits"),
+            "population": _last_count(trial, "tuner/population"),
         }
         row.update({name: trial.hyperparameters.values.get(name) for name in names})
         rows.append(row)
@@ -114,7 +117,7 @@ def best_trials_figure(oracle, table, path, *, top=20, ncols=5, show=False):
     )
 
 
-def write_report(tuner, out_dir, *, show=False):
+def write_report(tuner, dataset, out_dir, *, show=False):
     """Write trials.csv, results.csv (curves), best_trials.png and best_hyperparameters.json."""
     out_dir = pathlib.Path(out_dir)
     oracle = tuner.oracle
@@ -124,7 +127,7 @@ def write_report(tuner, out_dir, *, show=False):
     results.write_results(out_dir / "results.csv", curve_rows(oracle))
     figure = best_trials_figure(oracle, table, out_dir / "best_trials.png", show=show)
 
-    best = evaluate_best(tuner)
+    best = evaluate_best(tuner, dataset)
     completed = [row for row in table if row["status"] == TrialStatus.COMPLETED]
     memory = [row["rss_mb"] for row in completed if not math.isnan(row["rss_mb"])]
     summary = {
@@ -151,20 +154,20 @@ def _growth(memory):
     return round(float(np.polyfit(np.arange(len(memory)), memory, 1)[0]), 3)
 
 
-def evaluate_best(tuner):
+def evaluate_best(tuner, dataset):
     """The best trial's hyperparameters and its model's accuracy on the test set (used once, here)."""
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].status != TrialStatus.COMPLETED:
         return {"best_trial": None}
     trial = best_trials[0]
-    model, source = tuner.trained_model(trial)
-    data = tuner.dataset
-    predicted = np.argmax(model.predict(data.x_test, batch_size=1000, verbose=0), axis=1)
+    saved = os.path.exists(internals.checkpoint_path(tuner, trial.trial_id))
+    model = tuner.load_model(trial)
+    predicted = np.argmax(model.predict(dataset.x_test, batch_size=1000, verbose=0), axis=1)
     return {
         "best_trial": trial.trial_id,
         "hyperparameters": {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
         "val_accuracy": trial.score,
-        "test_accuracy": float(np.mean(predicted == data.y_test)),
-        "test_examples": len(data.y_test),
-        "model": source,
+        "test_accuracy": float(np.mean(predicted == dataset.y_test)),
+        "test_examples": len(dataset.y_test),
+        "model": "the trial's saved weights" if saved else "retrained with the trial's seed",
     }

@@ -8,7 +8,7 @@ import time
 from coursekit import data, results, runtime
 from tuning import internals
 from tuning.report import write_report
-from tuning.search import CourseTuner
+from tuning.search import make_tuner
 
 PROJECT = "search"
 
@@ -37,18 +37,23 @@ def run_search(settings, out_dir, *, overwrite=False, verbose=1, show=False):
         validation_fraction=settings.validation_fraction,
         seed=settings.seed,
     )
-    tuner = CourseTuner(
-        settings,
-        dataset,
-        log_trials=verbose > 0 and internals.has_chief_oracle(),
-        directory=str(out_dir / "keras_tuner"),
-        project_name=PROJECT,
-        overwrite=overwrite,
+    tuner = make_tuner(
+        settings, dataset, directory=str(out_dir / "keras_tuner"), project_name=PROJECT, overwrite=overwrite
     )
-    tuner.search(verbose=verbose)
+    tuner.log_trials = verbose > 0 and internals.has_chief_oracle()
+    tuner.dataset = dataset  # what the search ran on (the lesson shows it)
+    tuner.search(
+        dataset.x_train,
+        dataset.y_train,
+        validation_data=(dataset.x_val, dataset.y_val),
+        extra_validation={"train_": (dataset.x_train, dataset.y_train)},  # the book's training accuracy
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        verbose=verbose,
+    )
     if internals.has_chief_oracle() and not internals.is_chief_oracle():
         return None, tuner  # a worker: the chief writes the report
-    table, summary, figures = write_report(tuner, out_dir, show=show)
+    table, summary, figures = write_report(tuner, dataset, out_dir, show=show)
     config = {
         "job": "tuning",
         "settings": dataclasses.asdict(settings),
