@@ -201,6 +201,7 @@ class _Fitter:
         self.prefixes = list(evaluations)
         self.eval_batches = [population.batched(ex, ey, eval_batch) for ex, ey in evaluations.values()]
         self.engines, self.where = [], {}  # [(engine, members)], member name -> (engine, index in it)
+        self.keys = {}  # member name -> its architecture (computed once: a model's config is slow to serialize)
 
     # -- the engines of the active members ---------------------------------------------------
 
@@ -211,11 +212,14 @@ class _Fitter:
         self.engines, self.where = [], {}  # members left out (stopped) are back in their Keras variables
         by_key = {}
         for member in members:
-            population._prepare(_variant(member), self.sample)
-            key = population.architecture(member.model, member.model.optimizer)
-            by_key.setdefault(key, []).append(member)
-        for group in by_key.values():
-            self._add_engine(population.Engine([_variant(m) for m in group], cache=True, sample=self.sample), group)
+            if member.name not in self.keys:
+                population._prepare(_variant(member), self.sample)
+                self.keys[member.name] = population.architecture(member.model, member.model.optimizer)
+            by_key.setdefault(self.keys[member.name], []).append(member)
+        for key, group in by_key.items():
+            variants = [_variant(m) for m in group]
+            engine = population.Engine(variants, cache=True, sample=self.sample, keys=[key] * len(group))
+            self._add_engine(engine, group)
 
     def _add_engine(self, engine, group):
         engine.data = self.data

@@ -96,7 +96,8 @@ def compute_loss(model, trainable, non_trainable, metrics_variables, x, y, y_pre
 def update_metrics(model, metrics_variables, loss, x, y, y_pred):
     """The metrics variables after one batch: the loss tracker (weighted by the batch size) and the compiled metrics."""
     with keras.StatelessScope(state_mapping=list(zip(model.metrics_variables, metrics_variables))) as scope:
-        model._loss_tracker.update_state(loss, sample_weight=keras.tree.flatten(x)[0].shape[0])
+        rows = keras.ops.shape(keras.tree.flatten(x)[0])[0]  # dynamic: a trace may leave the batch size unknown
+        model._loss_tracker.update_state(loss, sample_weight=rows)
         model.compute_metrics(x, y, y_pred, sample_weight=None)
     values = []
     for variable, value in zip(model.metrics_variables, metrics_variables):

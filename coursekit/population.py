@@ -39,6 +39,7 @@ NaN does not disturb the others.
 import collections
 import contextlib
 import json
+import os
 import time
 
 import keras
@@ -236,9 +237,9 @@ def correct_count(template, state, hparams, x, y):
 
 
 class Program:
-    """Compiled training and evaluation of several groups of members, one call per chunk of steps.
+    """Compiled training and evaluation of several groups of members.
 
-    Two entry points, both over the same compiled pieces:
+    Two entry points, over the same compiled pieces:
 
     - `train(states, hparams, x, y, indices, steps, eval_sets)` (the labs): `steps` updates,
       `indices` being `(length, streams, batch)`, the minibatch rows of each stream of batches
@@ -255,9 +256,17 @@ class Program:
       its logs. Returns the new states, the losses `(batches, members)`, the training logs
       `{name: (members,)}` and one such dict per eval set: one transfer to the host per epoch.
 
+    Where the loop over steps runs is the backend's `host_loop`: on a GPU the whole chunk (or
+    epoch) is one compiled program with the loop inside (`lax.fori_loop`, `tf.while_loop`),
+    so that tiny steps do not wait on Python; on a CPU a Python loop calls one compiled step
+    after another, without a transfer between them, because XLA's and TensorFlow's CPU code run
+    a step inside a compiled loop 1.4x (an MLP) to 5x (a convnet) slower than the same step
+    compiled on its own (`benchmarks/device_timing.py`, README).
+
     States are per group `(trainable, non_trainable, optimizer_variables, metrics_variables)`
     with a leading member axis. `templates` hold one member of each group, whose Keras objects
-    are traced. `traces` counts how often Python traced a program (compilations on TF and JAX).
+    are traced. `traces` counts how often Python traced a compiled piece (compilations on TF
+    and JAX; every call on PyTorch, which runs eagerly).
 
     On TensorFlow, `xla=True` compiles the `tf.function` with XLA too (JAX always does): it
     fuses the elementwise work of weight decay and the update rule, 10-15% of a
@@ -268,13 +277,28 @@ class Program:
 
     def __init__(self, templates, sizes, streams, xla=False):
         self.templates, self.sizes, self.streams = templates, sizes, streams
-        self.traces = 0
+        self.traces, self.latest = 0, None
         backend = _backend()
-        # Steps and counts are compiled functions of their own, which the calls compose: each
-        # is traced once, with or without evaluation after the steps (TensorFlow traces slowly).
-        self._steps, self._counts = backend.jit(self._scan_steps), backend.jit(self._count_correct)
-        self.train = backend.jit(self._train, donate_states=True, xla=xla)
-        self.epoch = backend.jit(self._epoch, donate_states=True, xla=xla)
+        self.host_loop = backend.host_loop
+        if self.host_loop:  # a Python loop over compiled steps (the CPU: see above)
+            self._step = backend.jit(self._traced(self._one_step), donate_states=True, xla=xla)
+            self._test_step = backend.jit(self._traced(self._test), xla=xla)
+            self._results_of = backend.jit(self._traced(self._results))
+            self._counts = backend.jit(self._traced(self._count_correct), xla=xla)
+            self.train, self.epoch = self._train_on_host, self._epoch_on_host
+        else:  # one compiled program per call, its loops inside (a GPU)
+            # Steps and counts are compiled functions of their own, which the calls compose: each
+            # is traced once, with or without evaluation after the steps (TensorFlow traces slowly).
+            self._steps, self._counts = backend.jit(self._scan_steps), backend.jit(self._count_correct)
+            self.train = backend.jit(self._traced(self._train), donate_states=True, xla=xla)
+            self.epoch = backend.jit(self._traced(self._epoch), donate_states=True, xla=xla)
+
+    def _traced(self, function):
+        def traced(*args):
+            self.traces += 1
+            return function(*args)
+
+        return traced
 
     def _per_group(self, function, states, hparams, per_stream, shared):
         """Apply `function(template, state, hparams, *per_stream, *shared)` to every member of every group.
@@ -293,11 +317,40 @@ class Program:
                 out = member(*_nest_map(lambda a: a[0], (state, values, *member_args)))
                 outputs.append(_nest_map(lambda a: ops.expand_dims(a, 0), out))
             else:
-                outputs.append(backend.vmap(member)(state, values, *member_args))
+                outputs.append(backend.vmap(member, sequential=_sequential(template))(state, values, *member_args))
         return outputs
 
+    # -- the pieces ----------------------------------------------------------------------------
+
+    def _one_step(self, states, hparams, x, y, step_indices):
+        """One update of every member; `step_indices` `(streams, batch)` are the rows of each stream's batch."""
+        backend = _backend()
+        batches = [_gather(backend, x, step_indices), _gather(backend, y, step_indices)]
+        outputs = self._per_group(train_step, states, hparams, batches, [])
+        return [state for state, _ in outputs], ops.concatenate([loss for _, loss in outputs], axis=0)
+
+    def _count_correct(self, states, hparams, x, y):
+        return ops.concatenate(self._per_group(correct_count, states, hparams, [], [x, y]), axis=0)
+
+    def _test(self, states, hparams, x, y):
+        metrics = self._per_group(test_step, states, hparams, [], [x, y])
+        return [[*state[:3], list(new)] for state, new in zip(states, metrics)]
+
+    def _results(self, states):
+        per_group = [
+            _vmapped(lambda m, template=template: metric_results(template, m), size)(state[3])
+            for template, size, state in zip(self.templates, self.sizes, states)
+        ]
+        return {name: ops.concatenate([logs[name] for logs in per_group], axis=0) for name in per_group[0]}
+
+    @staticmethod
+    def _reset(states, reset):
+        """`states` with their metrics variables as `reset` (host arrays: fresh device buffers each time)."""
+        return [[*state[:3], [ops.convert_to_tensor(a) for a in fresh]] for state, fresh in zip(states, reset)]
+
+    # -- one compiled program per call (device loops) -----------------------------------------
+
     def _train(self, states, hparams, x, y, indices, steps, eval_sets):
-        self.traces += 1
         states, losses = self._steps(states, hparams, x, y, indices, steps)
         return states, losses, [self._counts(states, hparams, eval_x, eval_y) for eval_x, eval_y in eval_sets]
 
@@ -307,17 +360,7 @@ class Program:
 
         return _backend().loop(one_step, states, indices, steps, width=sum(self.sizes))
 
-    def _one_step(self, states, hparams, x, y, step_indices):
-        backend = _backend()
-        batches = [_gather(backend, x, step_indices), _gather(backend, y, step_indices)]
-        outputs = self._per_group(train_step, states, hparams, batches, [])
-        return [state for state, _ in outputs], ops.concatenate([loss for _, loss in outputs], axis=0)
-
-    def _count_correct(self, states, hparams, x, y):
-        return ops.concatenate(self._per_group(correct_count, states, hparams, [], [x, y]), axis=0)
-
     def _epoch(self, states, hparams, reset, x, y, indices, tail, eval_sets):
-        self.traces += 1
         backend, width = _backend(), sum(self.sizes)
         states = [[*state[:3], list(fresh)] for state, fresh in zip(states, reset)]
         losses = ops.zeros((0, width), "float32")
@@ -344,16 +387,40 @@ class Program:
             evaluations.append(self._results(scores))
         return states, losses, logs, evaluations
 
-    def _test(self, states, hparams, x, y):
-        metrics = self._per_group(test_step, states, hparams, [], [x, y])
-        return [[*state[:3], list(new)] for state, new in zip(states, metrics)]
+    # -- a Python loop over compiled steps (host loops) ---------------------------------------
 
-    def _results(self, states):
-        per_group = [
-            _vmapped(lambda m, template=template: metric_results(template, m), size)(state[3])
-            for template, size, state in zip(self.templates, self.sizes, states)
-        ]
-        return {name: ops.concatenate([logs[name] for logs in per_group], axis=0) for name in per_group[0]}
+    def _train_on_host(self, states, hparams, x, y, indices, steps, eval_sets):
+        losses = []
+        for i in range(int(steps)):
+            states, loss = self._step(states, hparams, x, y, ops.convert_to_tensor(indices[i]))
+            self.latest = states  # what the engine keeps if a later step fails
+            losses.append(loss)
+        counts = [self._counts(states, hparams, eval_x, eval_y) for eval_x, eval_y in eval_sets]
+        return states, _stack_host(losses, sum(self.sizes)), counts
+
+    def _epoch_on_host(self, states, hparams, reset, x, y, indices, tail, eval_sets):
+        states, losses = self._reset(states, reset), []
+        for rows in [*indices, *([] if tail is None else [tail])]:
+            states, loss = self._step(states, hparams, x, y, ops.convert_to_tensor(rows))
+            self.latest = states
+            losses.append(loss)
+        logs = self._results_of(states)
+        evaluations = []
+        for x_batches, y_batches, x_tail, y_tail in eval_sets:
+            scores = self._reset(states, reset)
+            for batch in range(x_batches.shape[0]):
+                scores = self._test_step(scores, hparams, x_batches[batch], y_batches[batch])
+            if x_tail is not None:
+                scores = self._test_step(scores, hparams, x_tail, y_tail)
+            evaluations.append(self._results_of(scores))
+        return states, _stack_host(losses, sum(self.sizes)), logs, evaluations
+
+
+def _stack_host(losses, width):
+    """Per-step losses (device scalars per member) as one `(steps, width)` float32 host array."""
+    if not losses:
+        return np.zeros((0, width), "float32")
+    return np.stack([np.asarray(ops.convert_to_numpy(loss), dtype="float32") for loss in losses])
 
 
 def _vmapped(function, size):
@@ -394,11 +461,12 @@ class Engine:
     (EMA writes its averaged weights back).
     """
 
-    def __init__(self, variants, *, group=True, steps_per_call=50, streams=None, cache=False, sample=None):
+    def __init__(self, variants, *, group=True, steps_per_call=50, streams=None, cache=False, sample=None, keys=None):
         self.variants, self.tuned, self.steps_per_call = list(variants), group, int(steps_per_call)
         for v in self.variants:
             _prepare(v, sample)
-        keys = [architecture(v.model, v.optimizer, tuned=group) for v in self.variants]
+        if keys is None:  # (a caller that knows them already passes them: a model's config is slow to serialize)
+            keys = [architecture(v.model, v.optimizer, tuned=group) for v in self.variants]
         if group:
             by_key = collections.defaultdict(list)
             for index, key in enumerate(keys):
@@ -416,6 +484,7 @@ class Engine:
         self.new_program = _STATS["programs"] > built
         self.hparams = [self._stacked_hparams(members) for members in self.groups]
         self.states = [self._stacked_state(members) for members in self.groups]
+        self._host = {}  # group -> its state on the host, while it is current
         self.reset = [self._stacked_reset(members) for members in self.groups]
         self.build_seconds = time.perf_counter() - started
 
@@ -431,20 +500,21 @@ class Engine:
         return [model.trainable_variables, model.non_trainable_variables, optimizer.variables, model.metrics_variables]
 
     def _stacked_state(self, members):
+        """Each variable stacked over `members`, stacked on the host and sent to the device once."""
         parts = zip(*(self._variables(self.variants[m]) for m in members))
-        return [[ops.stack([v.value for v in same]) for same in zip(*part)] for part in parts]
+        return [[ops.convert_to_tensor(np.stack([_host(v) for v in same])) for same in zip(*part)] for part in parts]
 
     def _stacked_reset(self, members):
         """The metrics variables of each member as `reset_metrics` leaves them (stacked)."""
         fresh = []
         for m in members:
             model = self.variants[m].model
-            values = [v.numpy().copy() for v in model.metrics_variables]
+            values = [_host(v).copy() for v in model.metrics_variables]
             model.reset_metrics()
-            fresh.append([v.numpy().copy() for v in model.metrics_variables])
+            fresh.append([_host(v).copy() for v in model.metrics_variables])
             for variable, value in zip(model.metrics_variables, values):
                 variable.assign(value)
-        return [ops.convert_to_tensor(np.stack(same)) for same in zip(*fresh)]
+        return [np.stack(same) for same in zip(*fresh)]
 
     def _tunables(self, variant):
         return tunables(variant.model, variant.optimizer) if self.tuned else []
@@ -470,9 +540,8 @@ class Engine:
         padded = np.zeros((self.steps_per_call, streams, batch), dtype="int32")
         padded[:steps] = np.asarray(indices, dtype="int32").swapaxes(0, 1)
         eval_sets = [(to_tensor(x), to_tensor(y)) for x, y in eval_sets]
-        losses, counts = self._call(
-            self.program.train, self.hparams, *self.data, ops.convert_to_tensor(padded), np.int32(steps), eval_sets
-        )
+        indices = padded if self.program.host_loop else ops.convert_to_tensor(padded)
+        losses, counts = self._call(self.program.train, self.hparams, *self.data, indices, np.int32(steps), eval_sets)
         losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64)[:steps])
         return losses, [self._in_variant_order(np.asarray(ops.convert_to_numpy(c))) for c in counts]
 
@@ -484,8 +553,10 @@ class Engine:
         eval sets as `batched` returns them, each evaluated batch by batch after the epoch.
         Logs are `{name: (variants,) float64}`.
         """
-        indices = ops.convert_to_tensor(np.asarray(indices, dtype="int32").swapaxes(0, 1))
-        tail = None if tail is None or tail.shape[-1] == 0 else ops.convert_to_tensor(np.asarray(tail, dtype="int32"))
+        indices = np.asarray(indices, dtype="int32").swapaxes(0, 1)
+        tail = None if tail is None or tail.shape[-1] == 0 else np.asarray(tail, dtype="int32")
+        if not self.program.host_loop:
+            indices, tail = ops.convert_to_tensor(indices), None if tail is None else ops.convert_to_tensor(tail)
         losses, logs, evaluations = self._call(
             self.program.epoch, self.hparams, self.reset, *self.data, indices, tail, list(eval_batches)
         )
@@ -493,13 +564,19 @@ class Engine:
         return losses, self._logs(logs), [self._logs(e) for e in evaluations]
 
     def _call(self, function, *args):
-        """`function(states, *args)`; the states it returns replace the engine's, kept even after an error."""
+        """`function(states, *args)`; the states it returns replace the engine's, kept even after an error.
+
+        After an error the engine keeps the last states that are still alive: those after the
+        last completed step of a Python loop over steps, else those before the call.
+        """
+        self._host, self.program.latest = {}, None
         states, self.states = self.states, None  # donated to the call: never kept once consumed
         _STATS["calls"] += 1
         try:
             states, *outputs = function(states, *args)
         except BaseException:
-            self.states = states if _alive(states) else None
+            candidates = [self.program.latest, states]
+            self.states = next((c for c in candidates if c is not None and _alive(c)), None)
             raise
         self.states = states
         return outputs
@@ -515,26 +592,36 @@ class Engine:
         out[..., self.order] = array
         return out
 
+    def _host_state(self, group):
+        """The group's stacked state on the host (one transfer per array, kept until the next call)."""
+        if self._host.get(group) is None:
+            self._host[group] = [[np.asarray(ops.convert_to_numpy(a)) for a in part] for part in self.states[group]]
+        return self._host[group]
+
+    def _where(self, index):
+        group = next(g for g, members in enumerate(self.groups) if index in members)
+        return group, self.groups[group].index(index)
+
     def member_state(self, index):
         """Variant `index`'s state as NumPy arrays: `[trainable, non_trainable, optimizer_variables]`."""
-        group = next(g for g, members in enumerate(self.groups) if index in members)
-        row = self.groups[group].index(index)
-        return [[np.asarray(ops.convert_to_numpy(a[row])) for a in part] for part in self.states[group][:3]]
+        group, row = self._where(index)
+        return [[a[row].copy() for a in part] for part in self._host_state(group)[:3]]
 
     def set_member_weights(self, index, trainable, non_trainable):
         """Replace variant `index`'s model weights in the stacked state (EarlyStopping's restore_best_weights)."""
-        group = next(g for g, members in enumerate(self.groups) if index in members)
-        row = self.groups[group].index(index)
-        state = self.states[group]
+        group, row = self._where(index)
+        host = self._host_state(group)
         for part, values in ((0, trainable), (1, non_trainable)):
-            state[part] = [_set_row(stacked, row, value) for stacked, value in zip(state[part], values)]
+            for stacked, value in zip(host[part], values):
+                stacked[row] = value
+            self.states[group][part] = [ops.convert_to_tensor(a) for a in host[part]]
 
     def finish(self):
         """Write the trained state back into every variant's Keras variables (skipped if it was lost)."""
         if self.states is None:
             return
-        for members, state in zip(self.groups, self.states):
-            arrays = [[ops.convert_to_numpy(a) for a in part] for part in state]
+        for group, members in enumerate(self.groups):
+            arrays = self._host_state(group)
             for row, m in enumerate(members):
                 for variables, values in zip(self._variables(self.variants[m]), arrays):
                     for variable, value in zip(variables, values):
@@ -563,10 +650,9 @@ def _prepare(variant, sample):
         optimizer.build(model.trainable_variables)
 
 
-def _set_row(stacked, row, value):
-    array = np.array(ops.convert_to_numpy(stacked))
-    array[row] = value
-    return ops.convert_to_tensor(array)
+def _host(variable):
+    """A Keras variable's value as a NumPy array."""
+    return np.asarray(ops.convert_to_numpy(variable.value))
 
 
 def to_tensor(data):
@@ -586,6 +672,29 @@ def batched(x, y, batch_size):
 
     (x_head, x_tail), (y_head, y_tail) = split(to_tensor(x)), split(to_tensor(y))
     return x_head, y_head, x_tail, y_tail
+
+
+CONVOLUTIONS = tuple(
+    getattr(keras.layers, name)
+    for name in (
+        "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+        "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
+    )
+)  # fmt: skip
+
+
+def _sequential(template):
+    """Whether a population of this template trains its members one after another inside the program.
+
+    On JAX with the CPU, a vectorized convolution (one kernel per member) becomes a grouped
+    convolution, which XLA's CPU code runs 2 to 3 times slower than the members' convolutions
+    one by one (`benchmarks/peer_keras_tuner.py`, README); there the members of a convnet run
+    in sequence (`lax.map`: one compiled body). Elsewhere (GPUs, TensorFlow, PyTorch) they are
+    vectorized.
+    """
+    return _backend().sequential_convolutions and any(
+        isinstance(layer, CONVOLUTIONS) for layer in _sublayers(template[0])
+    )
 
 
 def draws_random_numbers(model):
@@ -641,6 +750,8 @@ class _JaxBackend:
         import jax
 
         self.jax = jax
+        self.host_loop = _host_loop(jax.default_backend() == "cpu")
+        self.sequential_convolutions = jax.default_backend() == "cpu"
 
     def jit(self, function, donate_states=False, xla=True):
         return self.jax.jit(function, donate_argnums=(0,) if donate_states else ())
@@ -655,7 +766,9 @@ class _JaxBackend:
 
         return call
 
-    def vmap(self, function):
+    def vmap(self, function, sequential=False):
+        if sequential:  # one member after another, one compiled body (`_sequential`)
+            return lambda *args: self.jax.lax.map(lambda member_args: function(*member_args), args)
         return self.jax.vmap(function)
 
     def loop(self, step, carry, xs, n, width):
@@ -683,10 +796,13 @@ class _JaxBackend:
 
 
 class _TensorFlowBackend:
+    sequential_convolutions = False
+
     def __init__(self):
         import tensorflow as tf
 
         self.tf = tf
+        self.host_loop = _host_loop(not tf.config.list_logical_devices("GPU"))
 
     def jit(self, function, donate_states=False, xla=False):
         return self.tf.function(function, reduce_retracing=True, jit_compile=xla, autograph=False)
@@ -702,7 +818,7 @@ class _TensorFlowBackend:
 
         return call
 
-    def vmap(self, function):
+    def vmap(self, function, sequential=False):
         def mapped(*args):
             # pfor has no vectorized form of the stateless random ops with one seed per member
             # (dropout masks): it loops over the members for those, and says so once per trace.
@@ -736,6 +852,9 @@ class _TensorFlowBackend:
 class _TorchBackend:
     """PyTorch: eager, with `torch.func` for gradients and populations (no compilation: see the README)."""
 
+    sequential_convolutions = False
+    host_loop = True  # eager: every loop is a Python loop
+
     def __init__(self):
         import torch
 
@@ -759,7 +878,7 @@ class _TorchBackend:
 
         return call
 
-    def vmap(self, function):
+    def vmap(self, function, sequential=False):
         return self.torch.func.vmap(function, randomness="error")
 
     def loop(self, step, carry, xs, n, width):
@@ -777,6 +896,17 @@ class _TorchBackend:
 
     def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
         return keras_internals.base_stateless_apply(optimizer, optimizer_variables, grads, trainable)
+
+
+LOOPS_VARIABLE = "COURSEKIT_LOOPS"  # "host" or "device": where the loops over steps run (default: by device)
+
+
+def _host_loop(on_cpu):
+    """Whether loops over steps run in Python (`Program`): on a CPU, unless COURSEKIT_LOOPS says otherwise."""
+    choice = os.environ.get(LOOPS_VARIABLE, "")
+    if choice not in ("", "host", "device"):
+        raise ValueError(f"{LOOPS_VARIABLE} must be 'host' or 'device'; received {choice!r}")
+    return on_cpu if not choice else choice == "host"
 
 
 @contextlib.contextmanager

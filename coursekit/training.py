@@ -26,7 +26,7 @@ reports it. A variant whose loss turns NaN or
 infinite is marked diverged at that iteration and the others go on. At the end,
 as `fit` does, each optimizer finalizes its variables (`use_ema` writes the
 averaged weights into the model); after an error, the variables hold the state
-of the last completed chunk of steps.
+of the last completed step (on a CPU) or chunk of steps (on a GPU).
 """
 
 import dataclasses
