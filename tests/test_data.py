@@ -124,7 +124,7 @@ def test_bad_names_and_arguments(tmp_path):
 
 
 def test_auto_falls_back_to_digits_when_mnist_cannot_be_had(monkeypatch):
-    def unavailable(name):
+    def unavailable(name, *args):
         raise data.DatasetUnavailable("no internet (test)")
 
     monkeypatch.delenv("COURSEKIT_MNIST", raising=False)
@@ -138,7 +138,7 @@ def test_auto_falls_back_to_digits_when_mnist_cannot_be_had(monkeypatch):
 
 
 def test_auto_reads_the_idx_folder_named_by_coursekit_mnist(monkeypatch, tmp_path, tiny_images):
-    def unavailable(name):
+    def unavailable(name, *args):
         raise AssertionError("auto must not try keras.datasets when COURSEKIT_MNIST is set")
 
     monkeypatch.setattr(data, "_load_keras", unavailable)
