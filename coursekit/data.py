@@ -219,7 +219,7 @@ def _load_digits(train_size=None, name="digits"):
 #
 # A data file is untrusted: its header is checked against the file before anything is
 # allocated (magic number, dimensions, the declared size against the file's size, or, for
-# gzip, against what the stream decompresses to, read incrementally), a file declaring more
+# gzip, against what the stream decompresses to, streamed through once), a file declaring more
 # than COURSEKIT_IDX_MAX_BYTES (default 1 GiB) of data is refused, and only the rows a run
 # uses are kept while the file is streamed through. Every problem is a one-line ValueError.
 
@@ -311,12 +311,34 @@ def read_idx_header(path):
         )
     if count > IDX_MAX_ITEMS:
         raise ValueError(f"{path}: the header declares {count} items, more than the {IDX_MAX_ITEMS} this kit reads")
-    if not gzipped:
-        _check_size(header, path.stat().st_size - offset)
+    _check_size(header, path.stat().st_size - offset if not gzipped else _gzip_data_bytes(header))
     return header
 
 
+def _gzip_data_bytes(header):
+    """How many data bytes a gzip idx file decompresses to (at most one more than declared), streamed:
+    checked before anything is allocated for it."""
+    try:
+        stream, _ = _open_idx(header.path)
+    except OSError as error:
+        raise ValueError(f"{header.path} could not be read: {error.strerror or error}") from None
+    with stream:
+        _read_exactly(stream, header.offset, header.path, True)
+        total, left = 0, header.data_bytes + 1
+        while left > 0:
+            chunk = _read_exactly(stream, min(_CHUNK_BYTES, left), header.path, True)
+            if not chunk:
+                break
+            total, left = total + len(chunk), left - len(chunk)
+    return total
+
+
 def _check_size(header, actual):
+    if actual > header.data_bytes:
+        raise ValueError(
+            f"{header.path}: the file holds more than the {header.data_bytes} bytes of data its header declares "
+            "(corrupt, or not an idx file)"
+        )
     if actual != header.data_bytes:
         raise ValueError(
             f"{header.path}: header says {header.count} items ({header.data_bytes} bytes of data) but the file holds "
@@ -325,43 +347,39 @@ def _check_size(header, actual):
 
 
 def read_idx_rows(header, rows=None):
-    """Items `rows` (any order; default all) of an idx file as uint8 (len(rows), *item_shape).
+    """Items `rows` (any order; default all) of an idx file (its header from `read_idx_header`, which
+    checked the file's size) as uint8 (len(rows), *item_shape).
 
-    The file is streamed through once in chunks, keeping only those rows, and its length is
-    checked against the header (for gzip: the decompressed stream's), so memory is what the
-    rows take plus one chunk, whatever the file declares.
+    The file is streamed through in chunks, keeping only those rows, so memory is what the rows
+    take plus one chunk, whatever the file declares.
     """
-    wanted = np.arange(header.count) if rows is None else np.asarray(rows, dtype=np.int64)
-    if wanted.size and (wanted.min() < 0 or wanted.max() >= header.count):
+    wanted = None if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+    if wanted is not None and wanted.size and (wanted.min() < 0 or wanted.max() >= header.count):
         raise ValueError(f"{header.path}: rows outside its {header.count} items")
-    unique, inverse = np.unique(wanted, return_inverse=True)
-    kept = np.empty((len(unique), header.item_bytes), dtype=np.uint8)
+    unique, inverse = (None, None) if wanted is None else np.unique(wanted, return_inverse=True)
+    kept = np.empty((header.count if wanted is None else len(unique), header.item_bytes), dtype=np.uint8)
     per_chunk = max(_CHUNK_BYTES // header.item_bytes, 1)
-    path, gzipped = header.path, header.gzipped
     try:
-        stream, _ = _open_idx(path)
+        stream, _ = _open_idx(header.path)
     except OSError as error:
-        raise ValueError(f"{path} could not be read: {error.strerror or error}") from None
+        raise ValueError(f"{header.path} could not be read: {error.strerror or error}") from None
     with stream:
-        _read_exactly(stream, header.offset, path, gzipped)
-        start, read_bytes = 0, 0
+        _read_exactly(stream, header.offset, header.path, header.gzipped)
+        start = 0
         while start < header.count:
             n = min(per_chunk, header.count - start)
-            chunk = _read_exactly(stream, n * header.item_bytes, path, gzipped)
-            read_bytes += len(chunk)
-            if len(chunk) < n * header.item_bytes:
-                _check_size(header, read_bytes)
+            chunk = _read_exactly(stream, n * header.item_bytes, header.path, header.gzipped)
+            if len(chunk) < n * header.item_bytes:  # the file changed since its header was checked
+                _check_size(header, start * header.item_bytes + len(chunk))
             block = np.frombuffer(chunk, dtype=np.uint8).reshape(n, header.item_bytes)
-            lo, hi = np.searchsorted(unique, [start, start + n])
-            kept[lo:hi] = block[unique[lo:hi] - start]
+            if wanted is None:
+                kept[start : start + n] = block
+            else:
+                lo, hi = np.searchsorted(unique, [start, start + n])
+                kept[lo:hi] = block[unique[lo:hi] - start]
             start += n
-        if _read_exactly(stream, 1, path, gzipped):
-            raise ValueError(
-                f"{path}: the file holds more than the {header.data_bytes} bytes of data its header declares "
-                "(corrupt, or not an idx file)"
-            )
-    if len(unique) == len(wanted) and np.array_equal(unique, wanted):  # all, or in order: no copy
-        return kept.reshape(len(wanted), *header.item_shape)
+    if wanted is None or (len(unique) == len(wanted) and np.array_equal(unique, wanted)):  # in order: no copy
+        return kept.reshape(len(kept), *header.item_shape)
     return kept[inverse].reshape(len(wanted), *header.item_shape)
 
 
