@@ -373,6 +373,7 @@ def collect(submission):
     files = _submission_files(submission, problems)
     files.sort(key=lambda item: item[0].endswith(".ipynb"))  # component files first (a stable sort)
     for name, data in files:
+        name = _printable(name)
         try:
             text = data.decode("utf-8", errors="replace")
             found = _notebook_bodies(text) if name.endswith(".ipynb") else blocks(text)
@@ -386,7 +387,12 @@ def collect(submission):
             if exercise in known and exercise not in bodies and not is_blank(code):
                 bodies[exercise] = code
                 origin[exercise] = name
-    return bodies, origin, problems
+    return bodies, origin, [_printable(problem) for problem in problems]
+
+
+def _printable(text):
+    """`text` on one line: a file name or message from a submission may hold newlines or control characters."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def assemble(bodies, folder):
@@ -426,7 +432,9 @@ chmod -R a+rX /autograder/source /autograder/venv
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission: grade /autograder/submission, write
-# /autograder/results/results.json, whatever happens (a crash of the grader too).
+# /autograder/results/results.json, whatever happens (a crash of the grader too). The student's
+# code runs as `student` under the grader's limits: set COURSEKIT_LIMIT_MEMORY (default 2G),
+# COURSEKIT_LIMIT_CPU_SECONDS, _FILE_SIZE, _OPEN_FILES, _TASKS or COURSEKIT_CHECK_SECONDS here to change them.
 ROOT=${AUTOGRADER_ROOT:-/autograder}
 PY=${COURSEKIT_PYTHON:-$ROOT/venv/bin/python}
 [ -x "$PY" ] || PY=python3

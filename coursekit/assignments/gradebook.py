@@ -97,10 +97,13 @@ def students_in(submissions):
     submissions = pathlib.Path(submissions)
     if not submissions.is_dir():
         raise ValueError(f"no submissions folder at {submissions}")
-    return sorted(
+    students = sorted(
         (p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")),
         key=lambda p: p.name,
     )
+    if not students:
+        raise ValueError(f"no student folders in {submissions}: expected SUBMISSIONS/<student>/ for each student")
+    return students
 
 
 def results_folder(out):
