@@ -305,7 +305,9 @@ def measure(folder, module, checks, *, check_seconds=None, identity=None, limits
         for check in remaining:
             if check.id not in results and check.exercise in broken:
                 results[check.id] = Measurement(
-                    False, error=f"not run: this exercise broke a limit ({broken[check.exercise]})"
+                    False,
+                    error=f"not run: this exercise broke a limit ({broken[check.exercise]})",
+                    limit=broken[check.exercise],
                 )
         if finished:
             break
