@@ -45,6 +45,7 @@ COMPONENT_FILES = ("optimizers", "initializers", "layers", "regularizers")
 STARTUP_SECONDS = 180  # importing Keras and the student's file
 MAX_LINE = 16 * 2**20  # the longest line read from the measurement channel (a measurement is far smaller)
 STDERR_TAIL = 64 * 2**10  # how much of the child's stderr is read back (the end of it)
+DONE_SECONDS = 2  # how long the channel is read after the child said it is done
 
 
 def check_seconds_default():
@@ -208,6 +209,8 @@ def _follow(child, lines, checks, check_seconds):
             line = lines.get(timeout=max(deadline - time.monotonic(), 0))
         except queue.Empty:
             child.kill()
+            if done:
+                break
             if not loaded:
                 message = f"timed out after {STARTUP_SECONDS} s while loading your code"
                 return measured, dict.fromkeys(wanted - set(measured), (message, message)), True, reported
@@ -222,6 +225,8 @@ def _follow(child, lines, checks, check_seconds):
             kind = event["event"]
         except (ValueError, KeyError, TypeError, RecursionError):
             continue  # not the harness's line: ignored
+        if done and kind != "result":
+            continue  # after "done": only a second result matters
         if kind == "loaded":
             loaded = True
             deadline = time.monotonic() + check_seconds
@@ -241,8 +246,9 @@ def _follow(child, lines, checks, check_seconds):
             if measurement.limit:  # the rest of this exercise is not run: a fresh child for the others
                 return measured, failures, False, reported
         elif kind == "done":
-            done = True
-            break  # processes the student's code forked may hold the channel open: not waited for
+            # The rest of the channel is still read (a second result is tampering), but only for a
+            # moment: processes the student's code forked may hold it open.
+            done, deadline = True, time.monotonic() + DONE_SECONDS
     try:
         child.process.wait(timeout=5)
     except subprocess.TimeoutExpired:
