@@ -124,7 +124,7 @@ def test_bad_names_and_arguments(tmp_path):
 
 
 def test_auto_falls_back_to_digits_when_mnist_cannot_be_had(monkeypatch):
-    def unavailable(name):
+    def unavailable(name, *args):
         raise data.DatasetUnavailable("no internet (test)")
 
     monkeypatch.delenv("COURSEKIT_MNIST", raising=False)
@@ -138,7 +138,7 @@ def test_auto_falls_back_to_digits_when_mnist_cannot_be_had(monkeypatch):
 
 
 def test_auto_reads_the_idx_folder_named_by_coursekit_mnist(monkeypatch, tmp_path, tiny_images):
-    def unavailable(name):
+    def unavailable(name, *args):
         raise AssertionError("auto must not try keras.datasets when COURSEKIT_MNIST is set")
 
     monkeypatch.setattr(data, "_load_keras", unavailable)
@@ -149,3 +149,83 @@ def test_auto_reads_the_idx_folder_named_by_coursekit_mnist(monkeypatch, tmp_pat
     monkeypatch.setenv("COURSEKIT_MNIST", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="COURSEKIT_MNIST: idx dataset folder not found: .*missing"):
         load_dataset("auto")
+
+
+# -- data files cannot exhaust memory ------------------------------------------------------
+
+
+def gzip_idx(path, header, data_bytes=0):
+    """A gzip idx file: `header` then `data_bytes` zero bytes, compressed as it is written."""
+    with gzip.open(path, "wb", compresslevel=1) as handle:
+        handle.write(header)
+        for start in range(0, data_bytes, 2**22):
+            handle.write(bytes(min(2**22, data_bytes - start)))
+    return path
+
+
+def test_only_the_images_used_are_converted(tmp_path):
+    """60,000 images in one split, train_size=1000: 1,000 training and 10,000 test images are used."""
+    import tracemalloc
+
+    gzip_idx(tmp_path / "t10k-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 60_000, 28, 28), 60_000 * 784)
+    gzip_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", struct.pack(">II", 2049, 60_000), 60_000)
+    tracemalloc.start()
+    try:
+        dataset = load_dataset(f"idx:{tmp_path}", train_size=1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    used = (dataset.x_train.nbytes + dataset.x_test.nbytes) * 1.0
+    assert (len(dataset.x_train), len(dataset.x_test)) == (1000, 10_000)
+    assert peak < 2 * used, (peak, used)  # the whole file as float32 would be 188 MB, 5.5 times `used`
+
+
+def test_a_gzip_declaring_more_images_than_it_holds_is_refused_in_one_line(tmp_path):
+    path = gzip_idx(tmp_path / "t10k-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 500_000, 28, 28), 784_000)
+    gzip_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", struct.pack(">II", 2049, 500_000), 500_000)
+    with pytest.raises(ValueError) as error:
+        load_dataset(f"idx:{tmp_path}", train_size=10)
+    message = str(error.value)
+    assert "header says 500000 items (392000000 bytes of data) but the file holds 784000 bytes" in message
+    assert path.name in message and "\n" not in message
+
+
+def test_an_oversized_declaration_is_refused_before_reading(tmp_path, monkeypatch):
+    """The issue's 2,000,000 images of zeros (1.5 GB of data in a 1.5 MB gzip): refused from the header."""
+    path = gzip_idx(tmp_path / "train-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 2_000_000, 28, 28))
+    gzip_idx(tmp_path / "train-labels-idx1-ubyte.gz", struct.pack(">II", 2049, 2_000_000))
+    with pytest.raises(
+        ValueError, match=r"declares 2000000 items of shape \(28, 28\) \(1495.4 MiB of data\), more than the 1024 MiB"
+    ) as error:
+        load_dataset(f"idx:{tmp_path}")
+    assert "COURSEKIT_IDX_MAX_BYTES" in str(error.value) and "\n" not in str(error.value)
+    monkeypatch.setenv("COURSEKIT_IDX_MAX_BYTES", "1000")
+    images, labels = np.zeros((2, 28, 28)), np.zeros(2)
+    write_idx(tmp_path / "small", "t10k", images, labels)
+    with pytest.raises(ValueError, match="more than the 0 MiB this kit reads"):
+        load_dataset(f"idx:{tmp_path / 'small'}")
+    monkeypatch.setenv("COURSEKIT_IDX_MAX_BYTES", "lots")
+    with pytest.raises(ValueError, match="COURSEKIT_IDX_MAX_BYTES must be a positive number of bytes"):
+        data.read_idx_header(path)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+def test_more_data_than_declared_and_empty_dimensions_are_refused(tmp_path, tiny_images, compress):
+    images, labels = tiny_images
+    image_path, _ = write_idx(tmp_path, "t10k", images, labels, compress=compress)
+    raw = gzip.decompress(image_path.read_bytes()) if compress else image_path.read_bytes()
+    extra = raw + b"\0" * 16
+    image_path.write_bytes(gzip.compress(extra) if compress else extra)
+    with pytest.raises(ValueError, match="holds more than the 960 bytes of data its header declares"):
+        load_dataset(f"idx:{tmp_path}")
+    empty = struct.pack(">IIII", 2051, 60, 0, 4)
+    image_path.write_bytes(gzip.compress(empty) if compress else empty)
+    with pytest.raises(ValueError, match=r"declares 60 items of shape \(0, 4\): no data"):
+        load_dataset(f"idx:{tmp_path}")
+
+
+def test_a_single_image_cannot_be_split(tmp_path, tiny_images):
+    images, labels = tiny_images
+    write_idx(tmp_path, "t10k", images[:1], labels[:1])
+    with pytest.raises(ValueError, match=r"1 image\(s\) cannot be split"):
+        load_dataset(f"idx:{tmp_path}")

@@ -14,10 +14,12 @@ student's: `blocks` reads it out of a file or a notebook, `splice` writes it int
 
     from coursekit.assignments import check, check_all   # in the student's notebook
     python -m coursekit.assignments grade DIR [--json FILE] [--gradescope FILE]
+    python -m coursekit.assignments grade-all SUBMISSIONS --out gradebook.csv [--jobs N]
     python -m coursekit.assignments autograder autograder.zip
 
-See `grader` (how grading works), `exercises` (the checks) and `edition` (the student edition,
-the notebook and the Gradescope autograder).
+See `grader` (how grading works), `exercises` (the checks), `sandbox` (the limits on every
+child process), `gradebook` (a whole class) and `edition` (the student edition, a submission's
+code, the notebook and the Gradescope autograder).
 """
 
 import ast

@@ -14,8 +14,11 @@
 
 import ast
 import json
+import os
 import pathlib
+import re
 import shutil
+import stat
 import tempfile
 import textwrap
 import zipfile
@@ -213,19 +216,139 @@ Upload `assignment.ipynb`, or the four component files, to Gradescope.
 # ----------------------------------------------------------------------------------------
 
 
-def _notebook_bodies(path):
-    """{exercise: code} of the `%%exercise NAME` cells of a notebook."""
-    notebook = json.loads(pathlib.Path(path).read_text())
+# A submission is untrusted: only regular files are read (no symlink, device or FIFO), each of
+# at most MAX_FILE_BYTES, at most MAX_ENTRIES names are looked at, and a zip is read in memory,
+# member by member, up to MAX_ZIP_BYTES decompressed in all (whatever its headers declare), never
+# extracted: a name with `..`, an absolute name, a symlink or a duplicate is refused with a note.
+MAX_FILE_BYTES = 32 * 2**20
+MAX_ZIP_BYTES = 64 * 2**20
+MAX_ENTRIES = 5000
+_CHUNK = 2**20
+
+
+def _wanted(name):
+    """Is a file of this (base) name part of what is graded: a component file or a notebook?"""
+    return name in STUDENT_FILES or name.endswith(".ipynb")
+
+
+def _read_capped(stream, limit, what):
+    """At most `limit` bytes of `stream`; ValueError if it holds more."""
+    chunks, size = [], 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"{what} is larger than {limit // 2**20} MiB")
+
+
+def _zip_member_name(name):
+    """A zip member's path as parts, or ValueError when it points outside the archive."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (parts and re.fullmatch(r"[A-Za-z]:", parts[0] or "")):
+        raise ValueError(f"absolute name {name!r} refused")
+    if ".." in parts:
+        raise ValueError(f"name {name!r} with '..' refused")
+    return [part for part in parts if part not in ("", ".")]
+
+
+def _zip_files(path, shown, problems):
+    """[(name, bytes)] of the component files and notebooks in a zip, read in memory within the limits."""
+    found, seen, total = [], set(), 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_ENTRIES:
+                problems.append(f"{shown}: {len(members)} entries, more than {MAX_ENTRIES}: only the first are read")
+            for info in members[:MAX_ENTRIES]:
+                try:
+                    parts = _zip_member_name(info.filename)
+                except ValueError as error:
+                    problems.append(f"{shown}: {error}")
+                    continue
+                if info.is_dir() or not parts or not _wanted(parts[-1]):
+                    continue
+                kind = stat.S_IFMT(info.external_attr >> 16)
+                if kind not in (0, stat.S_IFREG):
+                    problems.append(f"{shown}: {info.filename} is not a regular file (a symlink?): refused")
+                    continue
+                name = f"{shown}/{'/'.join(parts)}"
+                if name in seen:
+                    problems.append(f"{shown}: {info.filename} appears twice: the first one is used")
+                    continue
+                seen.add(name)
+                limit = min(MAX_FILE_BYTES, MAX_ZIP_BYTES - total)
+                try:
+                    with archive.open(info) as member:
+                        data = _read_capped(member, limit, f"{shown}: {info.filename}")
+                except ValueError as error:
+                    problems.append(f"{error} (decompressed): not read")
+                    if limit < MAX_FILE_BYTES:
+                        break  # the archive's budget is spent
+                    continue
+                total += len(data)
+                found.append((name, data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as error:
+        problems.append(f"{shown} could not be read as a zip: {error}")
+    except Exception as error:  # zlib, struct, ... a damaged archive is the student's problem, not the grader's
+        problems.append(f"{shown} could not be read as a zip: {type(error).__name__}: {error}")
+    return found
+
+
+def _submission_files(submission, problems):
+    """[(name relative to the submission, bytes)] of the files that matter, zips' members included."""
+    found, looked = [], 0
+    for root, folders, files in os.walk(submission):  # symlinked folders are not followed
+        folders.sort()
+        for filename in sorted(files):
+            looked += 1
+            if looked > MAX_ENTRIES:
+                problems.append(f"more than {MAX_ENTRIES} files in the submission: the rest are not looked at")
+                return found
+            path = pathlib.Path(root) / filename
+            shown = str(path.relative_to(submission))
+            is_zip = filename.lower().endswith(".zip")
+            if not (_wanted(filename) or is_zip):
+                continue
+            try:
+                info = path.lstat()
+            except OSError as error:
+                problems.append(f"{shown} could not be read: {error.strerror}")
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                problems.append(f"{shown} is not a regular file (a symlink?): not read")
+                continue
+            if is_zip:
+                found += _zip_files(path, shown, problems)
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    found.append((shown, _read_capped(handle, MAX_FILE_BYTES, shown)))
+            except (OSError, ValueError) as error:
+                problems.append(f"{shown} could not be read: {error}")
+    return found
+
+
+def _notebook_bodies(text):
+    """{exercise: code} of the `%%exercise NAME` cells of a notebook's JSON text."""
+    notebook = json.loads(text)
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells", []), list):
+        raise ValueError("not a Jupyter notebook (no list of cells)")
     bodies = {}
     for cell in notebook.get("cells", []):
-        if cell.get("cell_type") != "code":
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
+        if isinstance(source, list):
+            source = "".join(part for part in source if isinstance(part, str))
+        if not isinstance(source, str):
+            continue
         first, _, body = source.partition("\n")
         if first.strip().startswith("%%exercise"):
             name = first.strip()[len("%%exercise") :].strip()
-            bodies[name] = body
+            bodies[name] = body  # a later cell of the same exercise wins, as when the notebook runs
     return bodies
 
 
@@ -238,26 +361,38 @@ def is_blank(code):
 def collect(submission):
     """The exercise code in a submission folder: ({exercise: code}, {exercise: where it came from}, problems).
 
-    Component files (optimizers.py, ... anywhere in the folder) come first; a notebook's
-    `%%exercise` cells fill in what the files leave blank. Unreadable files are reported in
-    `problems`, never raised.
+    Component files (optimizers.py, ... anywhere in the folder or in a zip in it) come first; a
+    notebook's `%%exercise` cells fill in what the files leave blank. Unreadable, oversized or
+    refused files are reported in `problems`, never raised.
     """
     submission = pathlib.Path(submission)
+    if not submission.is_dir():
+        raise ValueError(f"no submission folder at {submission}")
     known = set(templates())
     bodies, origin, problems = {}, {}, []
-    candidates = sorted(p for p in submission.rglob("*") if p.is_file() and p.name in STUDENT_FILES)
-    candidates += sorted(p for p in submission.rglob("*.ipynb") if p.is_file())
-    for path in candidates:
+    files = _submission_files(submission, problems)
+    files.sort(key=lambda item: item[0].endswith(".ipynb"))  # component files first (a stable sort)
+    for name, data in files:
+        name = _printable(name)
         try:
-            found = _notebook_bodies(path) if path.suffix == ".ipynb" else blocks(path.read_text(errors="replace"))
-        except (ValueError, OSError, UnicodeError, AttributeError) as error:
-            problems.append(f"{path.relative_to(submission)} could not be read: {error}")
+            text = data.decode("utf-8", errors="replace")
+            found = _notebook_bodies(text) if name.endswith(".ipynb") else blocks(text)
+        except RecursionError:
+            problems.append(f"{name} could not be read: nested too deeply")
             continue
-        for name, code in found.items():
-            if name in known and name not in bodies and not is_blank(code):
-                bodies[name] = code
-                origin[name] = str(path.relative_to(submission))
-    return bodies, origin, problems
+        except (ValueError, TypeError, AttributeError) as error:
+            problems.append(f"{name} could not be read: {str(error)[:200]}")
+            continue
+        for exercise, code in found.items():
+            if exercise in known and exercise not in bodies and not is_blank(code):
+                bodies[exercise] = code
+                origin[exercise] = name
+    return bodies, origin, [_printable(problem) for problem in problems]
+
+
+def _printable(text):
+    """`text` on one line: a file name or message from a submission may hold newlines or control characters."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def assemble(bodies, folder):
@@ -297,7 +432,9 @@ chmod -R a+rX /autograder/source /autograder/venv
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission: grade /autograder/submission, write
-# /autograder/results/results.json, whatever happens (a crash of the grader too).
+# /autograder/results/results.json, whatever happens (a crash of the grader too). The student's
+# code runs as `student` under the grader's limits: set COURSEKIT_LIMIT_MEMORY (default 2G),
+# COURSEKIT_LIMIT_CPU_SECONDS, _FILE_SIZE, _OPEN_FILES, _TASKS or COURSEKIT_CHECK_SECONDS here to change them.
 ROOT=${AUTOGRADER_ROOT:-/autograder}
 PY=${COURSEKIT_PYTHON:-$ROOT/venv/bin/python}
 [ -x "$PY" ] || PY=python3
