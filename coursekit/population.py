@@ -687,10 +687,10 @@ def _sequential(template):
     """Whether a population of this template trains its members one after another inside the program.
 
     On JAX with the CPU, a vectorized convolution (one kernel per member) becomes a grouped
-    convolution, which XLA's CPU code runs 2 to 3 times slower than the members' convolutions
-    one by one (`benchmarks/peer_keras_tuner.py`, README); there the members of a convnet run
-    in sequence (`lax.map`: one compiled body). Elsewhere (GPUs, TensorFlow, PyTorch) they are
-    vectorized.
+    convolution, which XLA's CPU code runs about 2 times slower than the members'
+    convolutions one by one, and `lax.map` (a compiled loop over the members) 3 times slower;
+    there the members of a convnet are unrolled, one after another, in the compiled step (its
+    compilation grows with K). Elsewhere (GPUs, TensorFlow, PyTorch) they are vectorized.
     """
     return _backend().sequential_convolutions and any(
         isinstance(layer, CONVOLUTIONS) for layer in _sublayers(template[0])
@@ -767,8 +767,8 @@ class _JaxBackend:
         return call
 
     def vmap(self, function, sequential=False):
-        if sequential:  # one member after another, one compiled body (`_sequential`)
-            return lambda *args: self.jax.lax.map(lambda member_args: function(*member_args), args)
+        if sequential:  # one member after another (`_sequential`)
+            return _unrolled(function)
         return self.jax.vmap(function)
 
     def loop(self, step, carry, xs, n, width):
@@ -896,6 +896,17 @@ class _TorchBackend:
 
     def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
         return keras_internals.base_stateless_apply(optimizer, optimizer_variables, grads, trainable)
+
+
+def _unrolled(function):
+    """`function` over the leading member axis, one member after another (unrolled in the trace)."""
+
+    def mapped(*args):
+        size = keras.tree.flatten(args)[0].shape[0]
+        outputs = [function(*_nest_map(lambda a, i=i: a[i], args)) for i in range(size)]
+        return keras.tree.map_structure(lambda *values: ops.stack(values), *outputs)
+
+    return mapped
 
 
 LOOPS_VARIABLE = "COURSEKIT_LOOPS"  # "host" or "device": where the loops over steps run (default: by device)
