@@ -46,7 +46,11 @@ def build_mlp(hp):
     for _ in range(6):
         model.add(keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal",
                                      kernel_regularizer=keras.regularizers.L2(weight_decay / 2)))  # fmt: skip
-    model.add(keras.layers.Dense(10, kernel_initializer="he_normal", kernel_regularizer=keras.regularizers.L2(weight_decay / 2)))
+    model.add(
+        keras.layers.Dense(
+            10, kernel_initializer="he_normal", kernel_regularizer=keras.regularizers.L2(weight_decay / 2)
+        )
+    )
     model.compile(
         keras.optimizers.SGD(learning_rate),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -91,7 +95,13 @@ def run_one(which, workload, dataset, out):
     if workload == "cnn":
         x, x_val = x.reshape(-1, 28, 28, 1), x_val.reshape(-1, 28, 28, 1)
     build = build_mlp if workload == "mlp" else build_cnn
-    common = {"objective": "val_accuracy", "max_trials": config["trials"], "seed": 0, "directory": out, "overwrite": True}
+    common = {
+        "objective": "val_accuracy",
+        "max_trials": config["trials"],
+        "seed": 0,
+        "directory": out,
+        "overwrite": True,
+    }
     if which == "kit":
         from tuning import RandomSearch
 
@@ -108,7 +118,18 @@ def run_one(which, workload, dataset, out):
 
 def timed(which, workload, backend, dataset):
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, __file__, "--run", which, "--workloads", workload, "--dataset", dataset, "--out", out]
+        command = [
+            sys.executable,
+            __file__,
+            "--run",
+            which,
+            "--workloads",
+            workload,
+            "--dataset",
+            dataset,
+            "--out",
+            out,
+        ]
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         started = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -130,7 +151,9 @@ def main():
     if args.run:
         return run_one(args.run, args.workloads, args.dataset, args.out)
     print(f"dataset {args.dataset}; fastest of {args.repeats} alternating runs, whole processes")
-    print(f"{'workload':8s} {'backend':10s} {'keras-tuner s':>14s} {'kit s':>8s} {'ratio':>7s} {'best val (keras-tuner / kit)':>30s}")
+    print(
+        f"{'workload':8s} {'backend':10s} {'keras-tuner s':>14s} {'kit s':>8s} {'ratio':>7s} {'best val (keras-tuner / kit)':>30s}"
+    )
     for workload in args.workloads.split(","):
         for backend in args.backends.split(","):
             times, results = {"keras-tuner": [], "kit": []}, {}

@@ -337,7 +337,7 @@ class _Fitter:
         self.engines = [(e, g) for e, g in self.engines if e is not engine]
         singles = []
         for member in group:
-            self._add_engine(population.Engine([_variant(member)], group=False, sample=self.sample), [member])
+            self._add_engine(population.Engine([_variant(member)], sample=self.sample), [member])
             singles.append(self.engines[-1])
         return singles
 

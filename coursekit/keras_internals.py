@@ -123,7 +123,11 @@ def tensor_rate_dropout(layer):
 
     The same draws and arithmetic as Keras' backend `dropout` (whose first lines test
     `rate == 1.0` and `rate == 0.0` in Python): JAX's Bernoulli mask and TensorFlow's
-    `stateless_dropout`, from the layer's seed generator.
+    `stateless_dropout`, from the layer's seed generator. On PyTorch, Keras draws the mask of a
+    Dropout created without a seed from torch's global generator, so that in a population each
+    member's masks would depend on the others; here it takes Keras' own seeded path, from the
+    layer's seed generator (its state seeded at construction like every Keras seed): a trial's
+    masks are its own, and equal `fit`'s when the layer has a seed.
     """
     name = keras.backend.backend()
 
@@ -147,6 +151,16 @@ def tensor_rate_dropout(layer):
             shape = tf_random._get_concrete_noise_shape(inputs, layer.noise_shape)
             seed = tf_random._cast_seed(draw_seed(layer.seed_generator))
             return tf.nn.experimental.stateless_dropout(inputs, rate=layer.rate, noise_shape=shape, seed=seed)
+        if name == "torch":
+            import torch
+            from keras.src.backend.torch import random as torch_random
+
+            keep = 1.0 - layer.rate
+            shape = torch_random._get_concrete_noise_shape(inputs, layer.noise_shape)
+            matrix = torch.ones(shape, device=inputs.device) * keep
+            mask = torch.bernoulli(matrix, generator=torch_random.torch_seed_generator(layer.seed_generator)).bool()
+            mask = torch.broadcast_to(mask, inputs.shape)
+            return torch.where(mask, inputs / keep, torch.zeros_like(inputs, dtype=inputs.dtype))
         return keras.random.dropout(inputs, layer.rate, noise_shape=layer.noise_shape, seed=layer.seed_generator)
 
     return call

@@ -91,7 +91,8 @@ class SearchError(ValueError):
 
 
 def seed_trial(seed):
-    """Seed what a trial's model draws from: Python's `random` (every initializer's and dropout layer's seed) and NumPy.
+    """Seed what a trial's model draws from: Python's `random` (every initializer's and dropout layer's seed),
+    NumPy, and on PyTorch torch's global generator.
 
     The same models as after `keras.utils.set_random_seed(seed)`, without its
     `tf.random.set_seed`, which also clears TensorFlow's kernel cache and so doubled the
@@ -100,6 +101,10 @@ def seed_trial(seed):
     """
     random.seed(seed)
     np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def resident_memory_mb():
@@ -479,6 +484,7 @@ class PopulationTuner(keras_tuner.Tuner):
         path = internals.checkpoint_path(self, trial.trial_id)
         if os.path.exists(path):
             model = self.build_trial_model(trial)
+            model.optimizer.build(model.trainable_variables)  # (the file holds its state too)
             model.load_weights(path)
             return model
         return self.retrain(trial)
