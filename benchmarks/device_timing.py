@@ -1,13 +1,22 @@
-"""Time the lab suite and the 100-trial search on this machine's device, against this project's 2-core CPU.
+"""Time the labs and the chapter's searches on this machine's device, against this project's 2-core CPU.
 
-Runs every lab (`python -m labs NAME --preset full --dataset ... --out ... --quiet`) and the
-chapter's narrowing search (`python -m tuning --preset full ...`), each as its own command,
-with KERAS_BACKEND=jax (unless KERAS_BACKEND says otherwise), and prints the device, each
-command's wall seconds, the seconds the same command took on the project's CPU machine
-(`benchmarks/cpu_reference.json`, written by `--record` there) and the speed-up.
+For each backend of `--backends` (JAX and PyTorch by default: a GPU machine here has both with
+CUDA, and no TensorFlow):
+
+- labs as commands: every lab, `python -m labs NAME --preset full --dataset ... --quiet`, each
+  its own process (start-up and compilation included);
+- labs in one warm process: every lab twice in one process (`coursekit.lab.run`), as a
+  student re-runs notebook cells: the first pass ("cold") and the second ("warm");
+- searches: the chapter's 100-trial random search (`python -m tuning --oracle random`) with
+  K = 20 and 100, and `--big N` trials with K = `--big-population` (default 10,000 trials,
+  K = 1,000), each a whole command.
+
+Printed: the device, each item's wall seconds, the seconds the same item took on the project's
+CPU machine (`benchmarks/cpu_reference.json`, written there by `--record`) and the speed-up.
 `benchmarks/gpu.sh` is the one-call entry.
 
-    python benchmarks/device_timing.py [--dataset idx:PATH] [--out DIR] [--record] [--only NAME ...]
+    python benchmarks/device_timing.py [--backends jax,torch] [--dataset idx:PATH] [--parts labs,warm,search,big]
+        [--big 10000] [--big-population 1000] [--record] [--only NAME ...]
 """
 
 import argparse
@@ -21,20 +30,36 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "benchmarks" / "cpu_reference.json"
-SEARCH = "search (python -m tuning --preset full)"
+PARTS = ("labs", "warm", "search", "big")
 
 
-def commands(dataset, out):
-    """{name: argv} of every timed command, in order."""
+def lab_names():
     sys.path.insert(0, str(ROOT))
     from labs import NAMES
 
-    labs = {
-        name: [sys.executable, "-m", "labs", name, "--preset", "full", "--dataset", dataset, "--out", out, "--quiet"]
-        for name in NAMES
-    }
-    search = [sys.executable, "-m", "tuning", "--preset", "full", "--dataset", dataset]
-    return {**labs, SEARCH: [*search, "--out", f"{out}/tuning", "--quiet", "--overwrite"]}
+    return NAMES
+
+
+def search_command(dataset, out, trials, population):
+    return [
+        sys.executable, "-m", "tuning", "--oracle", "random", "--trials", str(trials), "--population", str(population),
+        "--dataset", dataset, "--out", out, "--quiet", "--overwrite",
+    ]  # fmt: skip
+
+
+def warm_labs(dataset, only):
+    """In this process: every lab twice; prints one JSON line per pass."""
+    sys.path.insert(0, str(ROOT))
+    import coursekit  # noqa: F401  (quiet start)
+    from coursekit import lab
+
+    out = tempfile.mkdtemp(prefix="coursekit-warm-")
+    for run in ("cold", "warm"):
+        started = time.perf_counter()
+        for name in lab_names():
+            if not only or any(part in name for part in only):
+                lab.run(name, preset="full", dataset=dataset, out=out, verbose=0)
+        print(json.dumps({"run": run, "seconds": round(time.perf_counter() - started, 1)}), flush=True)
 
 
 def device(env):
@@ -45,41 +70,67 @@ def device(env):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def items(args, out):
+    """(name, argv) of every timed command, in order."""
+    parts = args.parts.split(",")
+    if "labs" in parts:
+        for name in lab_names():
+            if not args.only or any(part in name for part in args.only):
+                yield name, [sys.executable, "-m", "labs", name, "--preset", "full", "--dataset", args.dataset, "--out", out, "--quiet"]  # fmt: skip
+    if "warm" in parts:
+        only = ["--only", *args.only] if args.only else []
+        yield "labs in one process", [sys.executable, __file__, "--warm", "--dataset", args.dataset, *only]
+    if "search" in parts:
+        for k in (20, 100):
+            yield f"search 100 trials, K={k}", search_command(args.dataset, f"{out}/search{k}", 100, k)
+    if "big" in parts:
+        yield f"search {args.big} trials, K={args.big_population}", search_command(
+            args.dataset, f"{out}/big", args.big, args.big_population
+        )
+
+
 def main(argv=None):
     default_dataset = f"idx:{ROOT.parent / 'shared' / 'datasets' / 'mnist'}"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="jax,torch")
     parser.add_argument("--dataset", default=default_dataset, help=f"default: {default_dataset}")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
+    parser.add_argument("--big", type=int, default=10_000, help="trials of the big search")
+    parser.add_argument("--big-population", type=int, default=1_000)
     parser.add_argument("--out", help="output folder of the runs (default: a temporary folder)")
-    parser.add_argument(
-        "--record", action="store_true", help=f"write the seconds to {REFERENCE.name} (the CPU machine)"
-    )
-    parser.add_argument("--only", nargs="*", help="time only these commands (lab names, or 'search')")
+    parser.add_argument("--record", action="store_true", help=f"write the seconds to {REFERENCE.name} (the CPU machine)")
+    parser.add_argument("--only", nargs="*", help="labs to time (default: all)")
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
-    report = device(env)
-    print(f"backend {report['backend']}, device: {report['device']}, {report['platform']}", flush=True)
-    reference = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {"seconds": {}}
+    if args.warm:
+        return warm_labs(args.dataset, args.only)
+    reference = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
+    recorded = {}
     out = args.out or tempfile.mkdtemp(prefix="coursekit-device-")
-    seconds = {}
-    print(f"{'command':44s} {'seconds':>8s} {'CPU s':>8s} {'speed-up':>9s}", flush=True)
-    for name, argv_ in commands(args.dataset, out).items():
-        if args.only and not any(part in name for part in args.only):
-            continue
-        started = time.perf_counter()
-        result = subprocess.run(argv_, cwd=ROOT, env=env, capture_output=True, text=True)
-        seconds[name] = round(time.perf_counter() - started, 1)
-        if result.returncode != 0:
-            print(f"{name}: failed\n{result.stderr[-3000:]}", flush=True)
-            return 1
-        cpu = reference["seconds"].get(name)
-        cpu_text, speed = (f"{cpu:8.1f}", f"{cpu / seconds[name]:8.2f}x") if cpu else ("", "")
-        print(f"{name:44s} {seconds[name]:8.1f} {cpu_text:>8s} {speed:>9s}", flush=True)
-    total, cpu_total = sum(seconds.values()), sum(reference["seconds"].get(n, 0) for n in seconds)
-    print(f"{'all':44s} {total:8.1f} {cpu_total or '':>8} {f'{cpu_total / total:8.2f}x' if cpu_total else '':>9s}")
+    for backend in args.backends.split(","):
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        report = device(env)
+        print(f"backend {backend}: {report['device']}, {report['platform']}", flush=True)
+        print(f"{'':4s}{'item':44s} {'seconds':>8s} {'CPU s':>8s} {'speed-up':>9s}", flush=True)
+        cpu = reference.get(backend, {}).get("seconds", {})
+        seconds = recorded.setdefault(backend, {"device": report["device"], "seconds": {}})["seconds"]
+        for name, command in items(args, f"{out}/{backend}"):
+            started = time.perf_counter()
+            result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            elapsed = round(time.perf_counter() - started, 1)
+            if result.returncode != 0:
+                print(f"    {name}: failed\n{result.stderr[-3000:]}", flush=True)
+                continue
+            passes = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"run"')]
+            rows = [(f"{name}, {p['run']}", p["seconds"]) for p in passes] or [(name, elapsed)]
+            for row, value in rows:
+                seconds[row] = value
+                base = cpu.get(row)
+                speed = f"{base / value:8.2f}x" if base else ""
+                print(f"    {row:44s} {value:8.1f} {base or '':>8} {speed:>9s}", flush=True)
     print(f"outputs in {out}")
     if args.record:
-        recorded = {"device": report["device"], "backend": report["backend"], "seconds": seconds}
-        REFERENCE.write_text(json.dumps(recorded, indent=2) + "\n")
+        REFERENCE.write_text(json.dumps({**reference, **recorded}, indent=2) + "\n")
         print(f"wrote {REFERENCE}")
     return 0
 

@@ -40,7 +40,6 @@ import collections
 import contextlib
 import json
 import os
-import time
 
 import keras
 import numpy as np
@@ -296,6 +295,7 @@ class Program:
     def _traced(self, function):
         def traced(*args):
             self.traces += 1
+            _STATS["traces"] += 1
             return function(*args)
 
         return traced
@@ -479,14 +479,11 @@ class Engine:
         self.streams = tuple(streams[index] for index in self.order)
         xla = group and not any(draws_random_numbers(v.model) for v in self.variants)
         sizes = [len(m) for m in self.groups]
-        started, built = time.perf_counter(), _STATS["programs"]
         self.program = _program([keys[m[0]] for m in self.groups], sizes, self.streams, self._templates, xla, cache)
-        self.new_program = _STATS["programs"] > built
         self.hparams = [self._stacked_hparams(members) for members in self.groups]
         self.states = [self._stacked_state(members) for members in self.groups]
         self._host = {}  # group -> its state on the host, while it is current
         self.reset = [self._stacked_reset(members) for members in self.groups]
-        self.build_seconds = time.perf_counter() - started
 
     def _templates(self):
         templates = []
@@ -541,6 +538,7 @@ class Engine:
         padded[:steps] = np.asarray(indices, dtype="int32").swapaxes(0, 1)
         eval_sets = [(to_tensor(x), to_tensor(y)) for x, y in eval_sets]
         indices = padded if self.program.host_loop else ops.convert_to_tensor(padded)
+        _STATS["steps"] += steps
         losses, counts = self._call(self.program.train, self.hparams, *self.data, indices, np.int32(steps), eval_sets)
         losses = self._in_variant_order(np.asarray(ops.convert_to_numpy(losses), dtype=np.float64)[:steps])
         return losses, [self._in_variant_order(np.asarray(ops.convert_to_numpy(c))) for c in counts]
@@ -555,6 +553,7 @@ class Engine:
         """
         indices = np.asarray(indices, dtype="int32").swapaxes(0, 1)
         tail = None if tail is None or tail.shape[-1] == 0 else np.asarray(tail, dtype="int32")
+        _STATS["steps"] += len(indices) + (tail is not None)
         if not self.program.host_loop:
             indices, tail = ops.convert_to_tensor(indices), None if tail is None else ops.convert_to_tensor(tail)
         losses, logs, evaluations = self._call(
@@ -711,13 +710,13 @@ def _alive(states):
 
 _PROGRAMS = collections.OrderedDict()  # population programs, the most recently used last
 _CACHE_SIZE = 8
-_STATS = collections.Counter()  # programs built and calls made in this process (benchmarks/device_timing.py)
+_STATS = collections.Counter()  # what the engine did in this process (benchmarks/program_shape.py)
 
 
 def stats():
-    """{"programs": Programs built, "calls": compiled calls made (one host transfer each), "traces": traces}."""
-    traces = sum(program.traces for program in _PROGRAMS.values())
-    return {**_STATS, "cached traces": traces}
+    """This process's counts: "programs" built, "traces" of their compiled pieces, engine "calls" (one
+    transfer of results to the host each) and training "steps"."""
+    return dict(_STATS)
 
 
 def _program(keys, sizes, streams, templates, xla, cache):
