@@ -131,13 +131,22 @@ class Explorer:
         return f"redrawn in {self.seconds * 1000:.0f} ms"
 
     def set(self, **values):
-        """Move the named controls to `values` (one redraw per control moved, as a student's moves)."""
+        """Move the named controls to `values` (one redraw per control moved, as a student's moves).
+
+        A slider over a list of values (`log_slider`, `RunExplorer`) goes to its nearest step.
+        """
         self.widget  # noqa: B018  (builds the controls)
         unknown = sorted(set(values) - set(self.controls))
         if unknown:
             raise ValueError(f"unknown control(s) {', '.join(unknown)}; valid: {', '.join(self.controls)}")
         for name, value in values.items():
-            self.controls[name].value = value
+            control = self.controls[name]
+            steps = [option[1] if isinstance(option, tuple) else option for option in getattr(control, "options", ())]
+            if steps and value not in steps and all(isinstance(step, (int, float)) for step in steps):
+                value = min(
+                    steps, key=lambda step: abs(math.log(step / value)) if step > 0 < value else abs(step - value)
+                )
+            control.value = value
         return self
 
     def _repr_mimebundle_(self, include=None, exclude=None):
@@ -151,6 +160,20 @@ class Explorer:
             "image/png": base64.b64encode(self.fallback_png()).decode("ascii"),
             "text/plain": f"<{self.title}: an interactive figure; its static version is the PNG beside this text>",
         }
+
+
+def log_slider(description, value, low=1e-3, high=10.0, per_decade=20, **style):
+    """A slider over a log grid (`per_decade` steps per decade, from `low` to `high`) that holds `value` exactly.
+
+    A `SelectionSlider`: a `FloatLogSlider` would snap a value such as the book's 0.95 to its
+    own grid (1.0) as soon as a front end shows it, and redraw for the snapped value.
+    """
+    import ipywidgets as widgets
+
+    count = round(math.log10(high / low) * per_decade)
+    grid = {float(f"{low * 10 ** (k / per_decade):.3g}") for k in range(count + 1)} | {float(value)}
+    options = [(f"{v:.3g}", v) for v in sorted(grid)]
+    return widgets.SelectionSlider(options=options, value=float(value), description=description, **style)
 
 
 # -- fast drawing: a figure whose moving parts are redrawn over a saved background -------------
@@ -237,6 +260,26 @@ def _jit(function):
     return None
 
 
+def _first_call(program, *args):
+    """The compiling call, with the backend's start-up and tracing messages kept off the page.
+
+    A figure traces one program per optimizer, each once; TensorFlow counts those traces
+    together and warns about "retracing", and its XLA runtime logs a C++ line on first use.
+    """
+    import logging
+
+    from coursekit.quiet import quiet_stderr
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with quiet_stderr():
+            return program(*args)
+    finally:
+        logger.setLevel(level)
+
+
 def _gradient(loss):
     """The gradient of `loss(w)` with respect to the tensor `w`, by the backend's autodiff (inside a compiled function)."""
     backend = keras.backend.backend()
@@ -280,6 +323,7 @@ class PathProgram:
         self.mode = "compiled"
         self._program = None
         self._optimizer = None
+        self._traced = False
 
     def __call__(self, start, learning_rate, **tuned):
         if self.mode == "compiled":
@@ -308,7 +352,12 @@ class PathProgram:
         self._optimizer.learning_rate = float(learning_rate)
         state = [v.value for v in self._optimizer.variables]
         values = [ops.convert_to_tensor(np.float32(tuned[name])) for name in self.tuned]
-        path = self._program(ops.convert_to_tensor(np.asarray(start, "float32")), state, values)
+        inputs = (ops.convert_to_tensor(np.asarray(start, "float32")), state, values)
+        if not self._traced:
+            path = _first_call(self._program, *inputs)
+            self._traced = True
+        else:
+            path = self._program(*inputs)
         return ops.convert_to_numpy(path).astype(np.float64)
 
     def _path(self, start, state, values):
@@ -378,22 +427,12 @@ class OptimizerExplorer(Explorer):
     def make_controls(self):
         import ipywidgets as widgets
 
-        style = {"description_width": "initial"}
-        wide = widgets.Layout(width="330px")
+        style = {"description_width": "145px"}
+        wide = widgets.Layout(width="340px")
         controls = {}
         for name in self.names:
             key = f"{name} learning rate"
-            controls[key] = widgets.FloatLogSlider(
-                value=self.initial[key],
-                base=10,
-                min=-3,
-                max=1,
-                step=0.05,
-                description=key,
-                readout_format=".3g",
-                style=style,
-                layout=wide,
-            )
+            controls[key] = log_slider(f"{name} lr", self.initial[key], style=style, layout=wide)
         for key, low, high, step in (
             ("momentum", 0.0, 0.99, 0.01),
             ("rho", 0.0, 0.999, 0.001),
@@ -416,8 +455,15 @@ class OptimizerExplorer(Explorer):
         controls["start y"] = widgets.FloatSlider(
             value=self.initial["start y"], min=-4.5, max=4.5, step=0.1, description="start y", style=style, layout=wide
         )
-        controls["Keras built-ins"] = widgets.Checkbox(value=True, description="Keras built-ins (dashed)")
+        controls["Keras built-ins"] = widgets.Checkbox(value=True, description="Keras built-ins (dashed)", indent=False)
         return controls
+
+    def layout_controls(self, widgets):
+        """Three columns: the learning rates; momentum, rho and the betas; the start point."""
+        rates = [self.controls[f"{name} learning rate"] for name in self.names]
+        hyper = [self.controls[key] for key in DEFAULTS]
+        start = [self.controls[key] for key in ("start x", "start y", "Keras built-ins")]
+        return widgets.HBox([widgets.VBox(rates), widgets.VBox(hyper), widgets.VBox(start)])
 
     # ---- computing
 
@@ -570,16 +616,8 @@ class ActivationExplorer(Explorer):
             "rule": widgets.ToggleButtons(
                 options=["std", "Xavier", "He"], value=self.initial["rule"], description="initial weights", style=style
             ),
-            "std": widgets.FloatLogSlider(
-                value=self.initial["std"],
-                base=10,
-                min=-3,
-                max=1,
-                step=0.05,
-                description="std (rule 'std')",
-                readout_format=".3g",
-                style=style,
-                layout=widgets.Layout(width="420px"),
+            "std": log_slider(
+                "std (rule 'std')", self.initial["std"], style=style, layout=widgets.Layout(width="420px")
             ),
         }
 

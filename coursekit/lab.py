@@ -273,7 +273,7 @@ class Lab:
         `explorer` is a `coursekit.interactive.Explorer`. In a notebook the output is the live
         figure with its sliders, carrying the saved PNG as its static fallback (what GitHub,
         nbviewer or a notebook without a widget front end shows); elsewhere the PNG is only
-        written (and shown with `--show`). Returns the explorer.
+        written (and shown with `--show`).
         """
         from coursekit.results import write_atomic
 
@@ -286,7 +286,6 @@ class Lab:
             display(explorer)
         elif self.show:
             self.image(path)
-        return explorer
 
     def image(self, path):
         """Show a figure another tool saved (inline in a notebook) and list it with the lab's figures."""

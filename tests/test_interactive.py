@@ -172,7 +172,9 @@ def test_the_run_explorer_steps_through_precomputed_runs():
 KERNEL_CELLS = [
     "from coursekit.interactive import OptimizerExplorer\nexplorer = OptimizerExplorer()\nexplorer",
     "import hashlib, json\n"
-    "print(json.dumps({'slider': explorer.controls['Momentum learning rate'].model_id, "
+    "slider = explorer.controls['Momentum learning rate']\n"
+    "steps = [value for _, value in slider.options]\n"
+    "print(json.dumps({'slider': slider.model_id, 'index': min(range(len(steps)), key=lambda i: abs(steps[i] - 0.05)), "
     "'end': explorer.paths['Momentum']['course'][-1].tolist(), "
     "'png': hashlib.sha256(explorer.image.value).hexdigest(), 'widget': explorer.widget.model_id}))",
 ]
@@ -200,9 +202,12 @@ def test_in_a_real_kernel_a_slider_moved_by_the_front_end_redraws_the_path(tmp_p
         before = printed(1)
         message = client.kc.session.msg(
             "comm_msg",
-            {"comm_id": before["slider"], "data": {"method": "update", "state": {"value": 0.05}, "buffer_paths": []}},
+            {
+                "comm_id": before["slider"],
+                "data": {"method": "update", "state": {"index": before["index"]}, "buffer_paths": []},
+            },
         )
-        client.kc.shell_channel.send(message)  # what the widget front end sends when the slider moves
+        client.kc.shell_channel.send(message)  # what the widget front end sends when the slider moves (a step's index)
         client.execute_cell(notebook.cells[2], 2)
         after = printed(2)
     assert np.abs(np.subtract(after["end"], before["end"])).max() > 0.1 and after["png"] != before["png"]
