@@ -42,6 +42,7 @@ HYPERPARAMETERS = {
     "Adam": ("beta_1", "beta_2"),
 }
 DEFAULTS = {"momentum": 0.9, "rho": 0.99, "beta_1": 0.9, "beta_2": 0.999}
+NOTE_BOX = {"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5}  # text readable over the plot
 BOOK_RATES = {"SGD": 0.95, "Momentum": 0.1, "Nesterov": 0.1, "AdaGrad": 1.5, "RMSprop": 0.1, "Adam": 0.3}
 
 
@@ -446,14 +447,27 @@ class OptimizerExplorer(Explorer):
                 step=step,
                 description=key,
                 readout_format=".4g",
-                style=style,
-                layout=wide,
+                style={"description_width": "85px"},
+                layout=widgets.Layout(width="310px"),
             )
+        short, narrow = {"description_width": "85px"}, widgets.Layout(width="310px")
         controls["start x"] = widgets.FloatSlider(
-            value=self.initial["start x"], min=-9.5, max=9.5, step=0.1, description="start x", style=style, layout=wide
+            value=self.initial["start x"],
+            min=-9.5,
+            max=9.5,
+            step=0.1,
+            description="start x",
+            style=short,
+            layout=narrow,
         )
         controls["start y"] = widgets.FloatSlider(
-            value=self.initial["start y"], min=-4.5, max=4.5, step=0.1, description="start y", style=style, layout=wide
+            value=self.initial["start y"],
+            min=-4.5,
+            max=4.5,
+            step=0.1,
+            description="start y",
+            style=short,
+            layout=narrow,
         )
         controls["Keras built-ins"] = widgets.Checkbox(value=True, description="Keras built-ins (dashed)", indent=False)
         return controls
@@ -537,7 +551,7 @@ class OptimizerExplorer(Explorer):
             ax.set_title(name)
             (course,) = ax.plot([], [], "o-", color="red", markersize=3.5, linewidth=1.2, label="course")
             (builtin,) = ax.plot([], [], "x--", color="C0", markersize=4, linewidth=1, label="Keras")
-            text = ax.text(0.02, 0.97, "", transform=ax.transAxes, ha="left", va="top", fontsize="small")
+            text = ax.text(0.02, 0.97, "", transform=ax.transAxes, ha="left", va="top", fontsize="small", bbox=NOTE_BOX)
             self._artists[name] = tuple(blit.animate(artist) for artist in (course, builtin, text))
         axes[0].legend(loc="lower right", fontsize="small")
         for ax in axes[len(self.names) :]:
@@ -561,7 +575,7 @@ class OptimizerExplorer(Explorer):
             if ours is not None:
                 lines.append(f"end ({ours[-1, 0]:.3f}, {ours[-1, 1]:.3f})")
             else:
-                lines.append(self.messages.get(name, "")[:60])
+                lines.append(self.messages.get(name, "").split(":")[0][:60])
             if theirs is not None and values["Keras built-ins"]:
                 same = ours is not None and np.abs(ours - theirs).max() < 1e-3
                 lines.append(
@@ -658,7 +672,9 @@ class ActivationExplorer(Explorer):
                 ax.set_xlim(low, high)
                 ax.set_yticks([])
                 ax.set_title(f"{activation}, layer {layer}", fontsize="small")
-                note = ax.text(0.97, 0.95, "", transform=ax.transAxes, ha="right", va="top", fontsize="x-small")
+                note = ax.text(
+                    0.97, 0.95, "", transform=ax.transAxes, ha="right", va="top", fontsize="x-small", bbox=NOTE_BOX
+                )
                 self._artists[activation, layer] = (blit.animate(stairs), blit.animate(note), ax)
         self._title = blit.animate(fig.suptitle("activations per layer, initial weights std 1 (n = 100)"))
         fig.tight_layout()
