@@ -36,7 +36,7 @@ class DropoutSettings(Settings):
     other_rates: tuple = (0.1, 0.3)  # for the slider: the same network, other ratios
 
 
-PRESETS = presets(DropoutSettings(), epochs=151)
+PRESETS = presets(DropoutSettings(), epochs=61)
 lab = start("overfit_dropout", PRESETS, notebook_seeds=3)
 lab.settings, lab.seeds
 

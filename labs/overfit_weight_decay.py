@@ -36,7 +36,7 @@ class WeightDecaySettings(Settings):
     other_lambdas: tuple = (0.03, 0.3)  # for the slider: the same network, other lambdas
 
 
-PRESETS = presets(WeightDecaySettings(), epochs=101)
+PRESETS = presets(WeightDecaySettings(), epochs=61)
 lab = start("overfit_weight_decay", PRESETS, notebook_seeds=3)
 lab.settings, lab.seeds
 

@@ -141,7 +141,9 @@ def test_batch_norm_gradient_check(tmp_path):
 
 
 # The 8x8 digits (64 features) overfit at 100 training images the way MNIST does at 300;
-# at 300 digits even the plain network's train/test gap is only about 6 points.
+# at 300 digits even the plain network's train/test gap is only about 6 points. The claims
+# compare the baseline with the book's setting, so the runs trained beside them for the
+# figure's slider are left out here (each variant trains exactly as it would alone).
 OVERFIT_SUBSET = {"digits": {"train_size": 100}}
 
 
@@ -152,9 +154,8 @@ def late_gap(rows, epochs=40):
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_weight_decay_narrows_the_gap(tmp_path, dataset):
-    rows, _ = run(
-        "overfit_weight_decay", tmp_path, preset="full", dataset=dataset, overrides=OVERFIT_SUBSET.get(dataset)
-    )
+    overrides = {**OVERFIT_SUBSET.get(dataset, {}), "other_lambdas": ()}
+    rows, _ = run("overfit_weight_decay", tmp_path, preset="full", dataset=dataset, overrides=overrides)
     gap, train = late_gap(rows), series(rows, "train_accuracy")
     assert len(train["baseline"]) == 201 and train["baseline"].max() >= 0.99  # the plain net fits its images
     assert gap["lambda=0.1"] < gap["baseline"]
@@ -162,7 +163,8 @@ def test_weight_decay_narrows_the_gap(tmp_path, dataset):
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_dropout_narrows_the_gap(tmp_path, dataset):
-    rows, _ = run("overfit_dropout", tmp_path, preset="full", dataset=dataset, overrides=OVERFIT_SUBSET.get(dataset))
+    overrides = {**OVERFIT_SUBSET.get(dataset, {}), "other_rates": ()}
+    rows, _ = run("overfit_dropout", tmp_path, preset="full", dataset=dataset, overrides=overrides)
     gap, train = late_gap(rows), series(rows, "train_accuracy")
     assert len(train["baseline"]) == 301 and train["baseline"].max() >= 0.99
     assert gap["dropout=0.2"] < gap["baseline"]
@@ -187,7 +189,7 @@ def test_hyperparameter_search_prefers_learning_rates_near_1e_2(tmp_path, datase
     assert 1e-6 < summary["lr_range_test"]["suggestion"] < 10 and low < high
     folder = tmp_path / "hyperparameter_optimization"
     narrowing = results.load(folder / "narrowing" / "trials.csv")
-    assert len(narrowing) == 12 and sorted(set(narrowing["round"])) == [0, 1, 2]
+    assert len(narrowing) == 8 and sorted(set(narrowing["round"])) == [0, 1]
     assert (low * 0.999 <= narrowing["learning_rate"]).all() and (narrowing["learning_rate"] <= high * 1.001).all()
     lo, hi = summary["narrowing"]["good_learning_rates"]
     assert summary["narrowing"]["suggestion_within"] == (lo <= summary["lr_range_test"]["suggestion"] <= hi)
