@@ -118,7 +118,7 @@ class Explorer:
         try:
             png = self.render(**self.values)
         except Exception as error:  # keep the last figure and say what went wrong, on one line
-            self.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            self.error = _one_line(error)
             if self._widget is not None:
                 self.status.value = f"could not redraw: {self.error}"
             return
