@@ -84,8 +84,9 @@ def items(args, out):
         for k in (20, 100):
             yield f"search 100 trials, K={k}", search_command(args.dataset, f"{out}/search{k}", 100, k)
     if "big" in parts:
-        yield f"search {args.big} trials, K={args.big_population}", search_command(
-            args.dataset, f"{out}/big", args.big, args.big_population
+        yield (
+            f"search {args.big} trials, K={args.big_population}",
+            search_command(args.dataset, f"{out}/big", args.big, args.big_population),
         )
 
 
@@ -98,7 +99,9 @@ def main(argv=None):
     parser.add_argument("--big", type=int, default=10_000, help="trials of the big search")
     parser.add_argument("--big-population", type=int, default=1_000)
     parser.add_argument("--out", help="output folder of the runs (default: a temporary folder)")
-    parser.add_argument("--record", action="store_true", help=f"write the seconds to {REFERENCE.name} (the CPU machine)")
+    parser.add_argument(
+        "--record", action="store_true", help=f"write the seconds to {REFERENCE.name} (the CPU machine)"
+    )
     parser.add_argument("--only", nargs="*", help="labs to time (default: all)")
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -30,7 +30,9 @@ def main():
     parser.add_argument("--dataset", default=f"idx:{default}" if default.is_dir() else "digits")
     args = parser.parse_args()
     print(f"backend {args.backend}, dataset {args.dataset}")
-    print(f"{'trials':>7s} {'K':>5s} {'seconds':>8s} {'s/trial':>8s} {'peak MiB':>9s} {'rss first/last':>16s} {'MiB/trial':>10s}")
+    print(
+        f"{'trials':>7s} {'K':>5s} {'seconds':>8s} {'s/trial':>8s} {'peak MiB':>9s} {'rss first/last':>16s} {'MiB/trial':>10s}"
+    )
     for run in args.runs.split(","):
         trials, k = (int(part) for part in run.split(":"))
         with tempfile.TemporaryDirectory() as out:
@@ -50,7 +52,10 @@ def main():
         first_last = summary["rss_mb first/last trial"]
         growth = summary["rss_mb growth per trial (fit over the later half)"]
         peak_text = f"{peak / 1024:9.0f}" if peak > before else f"{'(<= earlier)':>9s}"
-        print(f"{trials:7d} {k:5d} {seconds:8.1f} {seconds / trials:8.3f} {peak_text} {str(first_last):>16s} {growth:10.3f}", flush=True)
+        print(
+            f"{trials:7d} {k:5d} {seconds:8.1f} {seconds / trials:8.3f} {peak_text} {str(first_last):>16s} {growth:10.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -5,21 +5,30 @@ between short code cells), so the same file is a command and, through jupytext, 
 
     lab = start("optimizer_compare_mnist", PRESETS)    # near the top: options, seed, output folder
     dataset = lab.load_dataset()
+    variants = lab.variants(make_variants)            # make_variants(seed), once per seed of the run
     histories = lab.train(variants, dataset, iterations=lab.settings.iterations)
     lab.figure("loss.png", [panel])                   # saved, and shown inline in a notebook
+    lab.interactive("paths.png", explorer)            # a figure with sliders (coursekit.interactive)
     lab.finish(rows, summary)                         # at the end: results.csv and config.json
 
 `start` takes its options from, in this order:
 - the caller: `run(NAME, preset=..., ...)` and `python -m labs all`;
 - a notebook's environment: COURSEKIT_PRESET (`smoke` or `full`, default `full`),
-  COURSEKIT_DATASET (default `auto`), COURSEKIT_OUT (default `results`), COURSEKIT_SEED (default 0);
-- the command line: `python -m labs.NAME [--preset] [--dataset] [--out] [--seed] [--show] [--quiet]
-  [--implementation DIR]`. There a bad value ends the command with one line on stderr and exit
-  status 2, and `--implementation DIR` restarts the command with the components of DIR.
+  COURSEKIT_DATASET (default `auto`), COURSEKIT_OUT (default `results`), COURSEKIT_SEED (default 0),
+  COURSEKIT_SEEDS (default: the lab's `notebook_seeds`, see `start`);
+- the command line: `python -m labs.NAME [--preset] [--dataset] [--out] [--seed] [--seeds N] [--show]
+  [--quiet] [--implementation DIR]`. There a bad value ends the command with one line on stderr and
+  exit status 2, and `--implementation DIR` restarts the command with the components of DIR.
+
+Seeds: a run has one seed (`--seed S`) and, with `--seeds N`, runs its variants over the N seeds
+S, S+1, ..., S+N-1 (`lab.seeds`): `lab.variants(make)` builds each variant once per seed (its
+model, initial weights and minibatch order from that seed). With N = 1 a lab computes exactly
+what it computes with one seed. The lab then states each claim over the seeds ("in 5 of 5
+seeds; 13 to 15", `coursekit.results.Claim`) and draws the spread as bands.
 
 Every run writes `OUT/NAME/results.csv` (tidy: variant, step, metric, value, and factor
-columns), `config.json` (settings, seed, dataset, backend, device, versions, wall time, and the
-lab's summary as numbers under snake_case keys) and its figures.
+columns, `seed` among them), `config.json` (settings, seed and seeds, dataset, backend, device,
+versions, wall time, and the lab's summary as numbers under snake_case keys) and its figures.
 """
 
 import dataclasses
@@ -33,7 +42,7 @@ import time
 import warnings
 
 from coursekit import data, results, runtime
-from coursekit.cli import OneLineParser, non_negative_int
+from coursekit.cli import OneLineParser, non_negative_int, positive_int
 from coursekit.plots import plot_panels
 
 PRESET_NAMES = ("full", "smoke")
@@ -75,7 +84,7 @@ def presets(full, **smoke):
 
 @dataclasses.dataclass
 class Options:
-    """How a lab is run: preset, dataset, output folder, seed, display and verbosity."""
+    """How a lab is run: preset, dataset, output folder, seed, display, verbosity and seeds (None: the lab's default)."""
 
     preset: str = "full"
     dataset: str = "auto"
@@ -84,6 +93,7 @@ class Options:
     show: bool = False
     verbose: int = 1
     overrides: dict = dataclasses.field(default_factory=dict)
+    seeds: int | None = 1
 
 
 _PENDING = []  # options handed to the next `start` by `run`
@@ -100,12 +110,16 @@ def _notebook_options():
     seed = os.environ.get("COURSEKIT_SEED", "0")
     if not seed.isdigit():
         raise ValueError(f"COURSEKIT_SEED must be a non-negative integer; received {seed!r}")
+    seeds = os.environ.get("COURSEKIT_SEEDS")
+    if seeds is not None and not (seeds.isdigit() and int(seeds) >= 1):
+        raise ValueError(f"COURSEKIT_SEEDS must be a positive integer; received {seeds!r}")
     return Options(
         preset=os.environ.get("COURSEKIT_PRESET", "full"),
         dataset=os.environ.get("COURSEKIT_DATASET", "auto"),
         out=os.environ.get("COURSEKIT_OUT", "results"),
         seed=int(seed),
         show=True,
+        seeds=int(seeds) if seeds else None,
     )
 
 
@@ -118,6 +132,9 @@ def argument_parser(prog, description=None):
     parser.add_argument("--dataset", default="auto", help=f"one of {', '.join(data.DATASET_NAMES)} (default: auto)")
     parser.add_argument("--out", default="results", help="output folder (default: results)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="the one seed of the run (default: 0)")
+    parser.add_argument(
+        "--seeds", type=positive_int, default=1, help="run the variants over N seeds: SEED, SEED+1, ... (default: 1)"
+    )
     parser.add_argument("--show", action="store_true", help="also show the figures on screen")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -161,7 +178,7 @@ def _command_line_options(name):
     if args.implementation:
         use_implementation(args.implementation)
     one_line_errors(name)
-    return Options(args.preset, args.dataset, args.out, args.seed, args.show, 0 if args.quiet else 1)
+    return Options(args.preset, args.dataset, args.out, args.seed, args.show, 0 if args.quiet else 1, seeds=args.seeds)
 
 
 @dataclasses.dataclass
@@ -172,6 +189,7 @@ class Lab:
     preset: str
     settings: Settings
     seed: int
+    seeds: list
     dataset_name: str
     out_dir: pathlib.Path
     show: bool
@@ -182,6 +200,36 @@ class Lab:
     figures: list = dataclasses.field(default_factory=list)
     dataset_summary: dict | None = None
     summary: dict | None = None
+    base_names: dict = dataclasses.field(default_factory=dict)  # variant name -> (seed, name given by `make`)
+
+    def variants(self, make):
+        """`make(seed)`'s variants (`coursekit.training.Variant`s), for each of the run's seeds in turn.
+
+        `make(seed)` builds the lab's variants with that seed (their models' initial weights);
+        each variant then gets `Variant.seed = seed` (its minibatch order), a `seed` factor (the
+        `seed` column of results.csv) and its name as its label; with several seeds its name
+        becomes unique as `NAME seed=S`. With one seed, the variants are exactly `make(lab.seed)`'s.
+        """
+        made = []
+        for seed in self.seeds:
+            for variant in make(seed):
+                base = variant.name
+                variant.label = variant.label or base
+                variant.factors = {**variant.factors, "seed": seed}
+                variant.seed = seed
+                if len(self.seeds) > 1:
+                    variant.name = f"{base} seed={seed}"
+                self.base_names[variant.name] = (seed, base)
+                made.append(variant)
+        return made
+
+    def by_seed(self, histories):
+        """`{seed: {name given by make: History}}` for the histories of `lab.variants(make)`'s variants."""
+        grouped = {seed: {} for seed in self.seeds}
+        for name, history in histories.items():
+            seed, base = self.base_names[name]
+            grouped[seed][base] = history
+        return grouped
 
     def load_dataset(self, **kwargs):
         """The chosen dataset (`train_size=` etc.), recorded for config.json."""
@@ -219,6 +267,26 @@ class Lab:
 
             display(Image(filename=str(path)))
 
+    def interactive(self, filename, explorer):
+        """Save `explorer`'s figure at its initial settings to OUT/NAME/filename, and show it with its controls.
+
+        `explorer` is a `coursekit.interactive.Explorer`. In a notebook the output is the live
+        figure with its sliders, carrying the saved PNG as its static fallback (what GitHub,
+        nbviewer or a notebook without a widget front end shows); elsewhere the PNG is only
+        written (and shown with `--show`).
+        """
+        from coursekit.results import write_atomic
+
+        path = write_atomic(self.out_dir / filename, explorer.fallback_png())
+        if path not in self.figures:
+            self.figures.append(path)
+        if self.inline:
+            from IPython.display import display
+
+            display(explorer)
+        elif self.show:
+            self.image(path)
+
     def image(self, path):
         """Show a figure another tool saved (inline in a notebook) and list it with the lab's figures."""
         path = pathlib.Path(path)
@@ -241,12 +309,16 @@ class Lab:
     def finish(self, rows, summary, *, extra_columns=(), extra_config=None):
         """Write results.csv and config.json; on the command line, print what was written and the summary."""
         self.summary = summary
+        rows = list(rows)
+        if "seed" not in extra_columns and any("seed" in row for row in rows):
+            extra_columns = (*extra_columns, "seed")  # the seed of each row (lab.variants)
         results.write_results(self.out_dir / "results.csv", rows, extra_columns=extra_columns)
         config = {
             "lab": self.name,
             "preset": self.preset,
             "settings": self.settings.to_dict(),
             "seed": self.seed,
+            "seeds": self.seeds,
             "dataset": self.dataset_summary,
             **runtime.device_report(),
             "versions": runtime.package_versions(),
@@ -267,8 +339,12 @@ class Lab:
         return config
 
 
-def start(name, presets):
-    """Begin a run of lab `name` with one of `presets` (see the module docstring for where options come from)."""
+def start(name, presets, *, notebook_seeds=1):
+    """Begin a run of lab `name` with one of `presets` (see the module docstring for where options come from).
+
+    `notebook_seeds`: how many seeds the lab runs in a notebook where COURSEKIT_SEEDS is not
+    set (chosen per lab from what its seeds cost; the command line's default is 1).
+    """
     if _PENDING:
         options = _PENDING.pop()
     elif in_notebook():
@@ -282,6 +358,7 @@ def start(name, presets):
 
     keras.backend.clear_session()  # labs run one after another (`labs all`) start from a clean Keras state
     seed = runtime.seed_everything(options.seed)
+    count = options.seeds or notebook_seeds
     out_dir = pathlib.Path(options.out) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     inline = in_notebook()
@@ -290,6 +367,7 @@ def start(name, presets):
         preset=options.preset,
         settings=settings,
         seed=seed,
+        seeds=[seed + index for index in range(count)],
         dataset_name=options.dataset,
         out_dir=out_dir,
         show=options.show,
@@ -302,9 +380,14 @@ def start(name, presets):
     return lab
 
 
-def run(name, *, preset="full", dataset="auto", out="results", seed=0, show=False, verbose=1, overrides=None):
-    """Run the lab script `labs/NAME.py` with these options; returns its `Lab` (after `finish`)."""
-    _PENDING[:] = [Options(preset, dataset, out, seed, show, verbose, dict(overrides or {}))]
+def run(name, *, preset="full", dataset="auto", out="results", seed=0, seeds=1, show=False, verbose=1, overrides=None):
+    """Run the lab script `labs/NAME.py` with these options; returns its `Lab` (after `finish`).
+
+    `seeds`: the number of seeds (see the module docstring); None is the lab's notebook default.
+    """
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be a positive integer; received seeds={seeds!r}")
+    _PENDING[:] = [Options(preset, dataset, out, seed, show, verbose, dict(overrides or {}), seeds)]
     _LAST.clear()
     try:
         from labs import FOLDER, NAMES

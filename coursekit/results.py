@@ -20,7 +20,7 @@ RESULT_COLUMNS = ("variant", "step", "metric", "value")
 
 
 def write_atomic(path, text):
-    """Write `text` (str or bytes) to `path` through a temporary file and a rename: never a half file."""
+    """Write `text` (str, or bytes for a binary file) to `path` through a temporary file and a rename: never a half file."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -113,6 +113,21 @@ def final_accuracies(histories, train="train_accuracy", test="test_accuracy"):
     return frame
 
 
+def finals(histories, metric):
+    """Each history's last value of `metric`, tidy: one row per variant and seed.
+
+    Columns: `variant` (its label), its factors (`seed` among them, see `coursekit.lab.Lab.variants`)
+    and `value`, ready for `frame.pivot_table(index="seed", columns="variant", values="value")`.
+    """
+    import pandas as pd
+
+    rows = [
+        {"variant": h.variant.label or name, **h.variant.factors, "value": h.final(metric)}
+        for name, h in histories.items()
+    ]
+    return pd.DataFrame(rows)
+
+
 def late_mean_loss(histories, fraction=0.1):
     """Each variant's mean minibatch loss over the last `fraction` of its updates, as a pandas Series."""
     import pandas as pd
@@ -120,6 +135,62 @@ def late_mean_loss(histories, fraction=0.1):
     tail = max(int(len(next(iter(histories.values())).losses) * fraction), 1)
     means = {name: float(np.mean(h.losses[-tail:])) for name, h in histories.items()}
     return pd.Series(means, name=f"mean loss, last {tail} updates")
+
+
+class Claim:
+    """A lab's claim checked in each seed of a run, with the number it rests on in each.
+
+    `holds`: `{seed: bool}`; `values`: `{seed: number}` (optional), e.g. the count of weight
+    scales where BatchNorm ends higher. `str(claim)` is "in K of N seeds", followed, over several
+    seeds, by "; LOW to HIGH" (the values' range, formatted with `fmt`); `claim.typical` is
+    the values' median (the value itself for one seed).
+
+        wins = {seed: 14, ...}
+        claim = Claim({s: w > 8 for s, w in wins.items()}, wins)
+        f"BatchNorm ends higher at {claim.typical} of 16 scales {claim}"
+        # "BatchNorm ends higher at 14 of 16 scales in 5 of 5 seeds; 13 to 15"
+    """
+
+    def __init__(self, holds, values=None, fmt="{:g}"):
+        self.holds = {int(seed): bool(value) for seed, value in holds.items()}
+        self.values = None if values is None else {int(seed): float(value) for seed, value in values.items()}
+        self.fmt = fmt
+
+    @property
+    def seeds(self):
+        return len(self.holds)
+
+    @property
+    def holds_in(self):
+        return sum(self.holds.values())
+
+    @property
+    def typical(self):
+        """The median of the values over the seeds, formatted."""
+        return self.fmt.format(float(np.median(list(self.values.values())))) if self.values else ""
+
+    @property
+    def where(self):
+        """ "in K of N seeds"."""
+        return f"in {self.holds_in} of {self.seeds} seed{'s' if self.seeds != 1 else ''}"
+
+    @property
+    def spread(self):
+        """ "LOW to HIGH": the values' range over the seeds (empty for one seed, or without values)."""
+        if not self.values or self.seeds < 2:
+            return ""
+        values = self.values.values()
+        return f"{self.fmt.format(min(values))} to {self.fmt.format(max(values))}"
+
+    def __str__(self):
+        return f"{self.where}; {self.spread}" if self.spread else self.where
+
+    def to_dict(self):
+        """For config.json's summary: `{"seeds": N, "holds_in": K, "per_seed": {seed: value}}`."""
+        summary = {"seeds": self.seeds, "holds_in": self.holds_in}
+        if self.values is not None:
+            summary["per_seed"] = dict(self.values)
+        return summary
 
 
 def load_json(path):

@@ -8,7 +8,7 @@ from labs import NAMES, title
 
 def print_list():
     print(
-        "Labs (python -m labs NAME|all [--preset smoke|full] [--dataset NAME] [--out DIR] [--seed N] [--show] [--quiet]):"
+        "Labs (python -m labs NAME|all [--preset smoke|full] [--dataset NAME] [--out DIR] [--seed N] [--seeds N] [--show] [--quiet]):"
     )
     for name in NAMES:
         print(f"  {name:34s} {title(name)}")
@@ -40,6 +40,7 @@ def main(argv=None):
                 dataset=args.dataset,
                 out=args.out,
                 seed=args.seed,
+                seeds=args.seeds,
                 show=args.show,
                 verbose=0 if args.quiet else 1,
             )

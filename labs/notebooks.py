@@ -25,48 +25,34 @@ from labs import NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
-SETUP = """# Set-up: installs the course kit beside this runtime's own packages (Colab), or does nothing
-# where the kit is already importable. pip may only add packages: every package already
-# installed (TensorFlow, Keras, JAX, NumPy, ...) is pinned to its current version.
-import importlib.metadata
-import importlib.util
-import os
-import subprocess
-import sys
+SETUP = """#@title Set-up: the course kit (installs it in Colab) {{ display-mode: "form" }}
+# Installs the kit beside this runtime's packages: pip may only add what is missing (keras-tuner),
+# every package already here (TensorFlow, Keras, JAX, NumPy, ...) is pinned to its version.
+# Where the kit is already importable, this does nothing.
+import importlib.metadata, importlib.util, os, subprocess, sys
 
 KIT_SOURCE = os.environ.get("COURSEKIT_SOURCE", "{source}")
-KIT_FOLDER = os.path.abspath("coursekit-kit")
-
-
-def set_up_kit():
-    try:
-        keras_version = importlib.metadata.version("keras")
-    except importlib.metadata.PackageNotFoundError:
-        keras_version = None
-    if keras_version and tuple(int(part) for part in keras_version.split(".")[:2]) < (3, 10):
-        raise RuntimeError(
-            f"coursekit needs Keras >= 3.10, and this runtime has Keras {{keras_version}}. "
-            "In Colab: Runtime > Change runtime type > Runtime version: Latest."
-        )
-    if importlib.util.find_spec("coursekit") is not None:
-        return "coursekit is installed"
-    if not os.path.isdir(KIT_FOLDER):
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", KIT_SOURCE, KIT_FOLDER], check=True)
+keras_version = importlib.util.find_spec("keras") and importlib.metadata.version("keras")
+if keras_version and tuple(int(part) for part in keras_version.split(".")[:2]) < (3, 10):
+    raise RuntimeError(
+        f"coursekit needs Keras >= 3.10, and this runtime has Keras {{keras_version}}. "
+        "In Colab: Runtime > Change runtime type > Runtime version: Latest."
+    )
+if importlib.util.find_spec("coursekit") is None:
+    folder = os.path.abspath("coursekit-kit")
+    if not os.path.isdir(folder):
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", KIT_SOURCE, folder], check=True)
     frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True)
-    pins = [line for line in frozen.stdout.splitlines() if "==" in line and " @ " not in line]
     with open("runtime-constraints.txt", "w") as handle:
-        handle.write("\\n".join(pins) + "\\n")
-    command = [sys.executable, "-m", "pip", "install", "-q", "-c", "runtime-constraints.txt", "-e", KIT_FOLDER]
+        handle.writelines(f"{{line}}\\n" for line in frozen.stdout.splitlines() if "==" in line and " @ " not in line)
+    command = [sys.executable, "-m", "pip", "install", "-q", "-c", "runtime-constraints.txt", "-e", folder]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"could not install coursekit beside this runtime's packages:\\n{{done.stderr[-3000:]}}")
-    os.chdir(KIT_FOLDER)
-    sys.path.insert(0, KIT_FOLDER)
-    return f"installed coursekit from {{KIT_SOURCE}} in {{KIT_FOLDER}}"
-
-
-print(set_up_kit())
-from coursekit.quiet import start_backend  # noqa: E402
+    os.chdir(folder)
+    sys.path.insert(0, folder)
+    print(f"installed coursekit from {{KIT_SOURCE}} in {{folder}}")
+from coursekit.quiet import start_backend
 
 start_backend()  # load Keras now, with TensorFlow's C++ start-up log kept off this page"""
 
@@ -98,9 +84,16 @@ def lab_notebook(name, source):
     ]
     note = new_markdown_cell(
         f"*This notebook is `labs/{name}.py` (jupytext); the same file runs as `python -m labs.{name}`. "
-        "In a notebook the preset comes from `COURSEKIT_PRESET` (`full`, the default, or `smoke`).*"
+        "In a notebook the preset comes from `COURSEKIT_PRESET` (`full`, the default, or `smoke`), and the "
+        f"number of seeds it runs from `COURSEKIT_SEEDS` (default here: {notebook_seeds(name)}).*"
     )
     return _notebook([cells[0], note, setup_cell(source), *cells[1:]])
+
+
+def notebook_seeds(name):
+    """How many seeds lab `name` runs in a notebook by default: its `start(..., notebook_seeds=N)` (read, not run)."""
+    match = re.search(r"start\([^)]*notebook_seeds=(\d+)", (ROOT / "labs" / f"{name}.py").read_text())
+    return int(match.group(1)) if match else 1
 
 
 def quickstart_notebook(source):

@@ -18,6 +18,7 @@ import pandas as pd
 from keras import ops
 
 from coursekit import optimizers
+from coursekit.interactive import OptimizerExplorer
 from coursekit.lab import Settings, presets, start
 from coursekit.plots import Line
 from coursekit.training import optimizer_path
@@ -89,6 +90,24 @@ panels = [
 lab.figure("optimizer_paths.png", panels, ncols=2, legend_panel=None, panel_size=(5, 4.2))
 
 # %% [markdown]
+# ## Move the knobs
+#
+# The same bowl with sliders: a learning rate per optimizer, Momentum's friction, RMSprop's
+# $\rho$, Adam's $\beta_1$ and $\beta_2$, and the start point. Each red path is 30 updates of the
+# kit's own optimizer (Nesterov and RMSprop too); the dashed path beside it is Keras' built-in
+# (`keras.optimizers.SGD`, `SGD(momentum=...)`, `SGD(nesterov=True)`, `Adagrad`, `RMSprop`,
+# `Adam`), and each panel says where the paths end. Where the two coincide the rules are the
+# same; Keras' AdaGrad differs (its history starts at 0.1, so its first steps are shorter),
+# and its RMSprop only by $\epsilon$ inside the square root (its default $\rho$ is 0.9, but here
+# both get the slider's). Try SGD above 1.0, where every step overshoots more than the last,
+# or Momentum at 0.5 instead of 0.9.
+
+# %%
+rates = dict(lab.settings.learning_rates)
+explorer = OptimizerExplorer(bowl, start=lab.settings.start, steps=lab.settings.steps, learning_rates=rates)
+lab.interactive("optimizer_explorer.png", explorer)
+
+# %% [markdown]
 # ## What to notice
 #
 # - **SGD** overshoots along the steep $y$ direction at every step (the zig-zag) and creeps
@@ -99,11 +118,13 @@ lab.figure("optimizer_paths.png", panels, ncols=2, legend_panel=None, panel_size
 #   the large $y$ steps shrink at once, and the path bends straight towards the minimum.
 # - **Adam** combines both: momentum in its first moment, AdaGrad-like scaling in its second.
 #
-# The updates are deterministic, so the positions must equal the book's exactly. This run:
+# The updates are deterministic, so the positions must equal the book's exactly. (With no
+# random numbers in it, every seed gives the same paths: `--seeds N` changes nothing here.)
+# This run:
 
 # %%
 rows = [
-    {"variant": name, "step": step, "metric": metric, "value": float(path[step, axis])}
+    {"variant": name, "seed": lab.seed, "step": step, "metric": metric, "value": float(path[step, axis])}
     for name, path in paths.items()
     for step in range(len(path))
     for axis, metric in enumerate(("x", "y"))

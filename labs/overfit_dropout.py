@@ -9,7 +9,8 @@
 # with learning rate 0.01, batches of 100), trained for 301 epochs once plainly and once with
 # `Dropout(0.2)` after every hidden activation. The course's dropout: in training each unit
 # is kept where a uniform draw exceeds the ratio (no rescaling); at inference every output
-# is multiplied by $1 - 0.2$.
+# is multiplied by $1 - 0.2$. A few more ratios train beside them, for the slider of the
+# figure; with `--seeds N` (`COURSEKIT_SEEDS` in a notebook), all of them once per seed.
 
 # %%
 import dataclasses
@@ -17,9 +18,10 @@ import dataclasses
 import pandas as pd
 
 from coursekit import optimizers, results
+from coursekit.interactive import RunExplorer, log_options
 from coursekit.lab import Settings, presets, start
 from coursekit.models import multilayer_net
-from coursekit.plots import accuracy_panel
+from coursekit.plots import accuracy_panel, sweep_panel
 from coursekit.training import Variant, history_rows
 
 
@@ -31,11 +33,12 @@ class DropoutSettings(Settings):
     epochs: int = 301
     learning_rate: float = 0.01
     dropout_rate: float = 0.2
+    other_rates: tuple = (0.1, 0.3)  # for the slider: the same network, other ratios
 
 
-PRESETS = presets(DropoutSettings(), epochs=151)
-lab = start("overfit_dropout", PRESETS)
-lab.settings
+PRESETS = presets(DropoutSettings(), epochs=61)
+lab = start("overfit_dropout", PRESETS, notebook_seeds=3)
+lab.settings, lab.seeds
 
 # %% [markdown]
 # ## The data: 300 training images, and the test set
@@ -45,18 +48,27 @@ dataset = lab.load_dataset(train_size=lab.settings.train_size)
 pd.Series(dataset.summary())
 
 # %% [markdown]
-# ## Two networks: without and with Dropout
+# ## Networks without and with Dropout
+#
+# All start from the same weights; each Dropout layer draws its own masks.
 
 # %%
 rate = lab.settings.dropout_rate
-variants = [
-    Variant(
-        name,
-        multilayer_net(dataset.num_features, lab.settings.hidden_sizes, dropout_rate=dropout, seed=lab.seed),
-        optimizers.SGD(lab.settings.learning_rate),
-    )
-    for name, dropout in (("baseline", 0.0), (f"dropout={rate:g}", rate))
-]
+RATES = {"baseline": 0.0} | {f"dropout={v:g}": v for v in sorted({rate, *lab.settings.other_rates})}
+
+
+def make_variants(seed):
+    return [
+        Variant(
+            name,
+            multilayer_net(dataset.num_features, lab.settings.hidden_sizes, dropout_rate=dropout, seed=seed),
+            optimizers.SGD(lab.settings.learning_rate),
+        )
+        for name, dropout in RATES.items()
+    ]
+
+
+variants = lab.variants(make_variants)
 [layer.name for layer in variants[1].model.layers]
 
 # %% [markdown]
@@ -74,21 +86,38 @@ histories = lab.train(
 )
 
 # %% [markdown]
-# ## Training (solid) and test (dashed) accuracy
+# ## The gap between training and test accuracy at the end
+#
+# For every network (the mean over the seeds):
 
 # %%
-lab.figure("accuracy.png", [accuracy_panel(histories, title=f"Dropout (ratio {rate:g})")], panel_size=(7, 4.5))
+finals = pd.concat(
+    {seed: results.final_accuracies(h) for seed, h in lab.by_seed(histories).items()}, names=["seed", "variant"]
+)
+finals.groupby("variant", sort=False).mean().round(3)
 
 # %% [markdown]
-# ## The gap between training and test accuracy at the end
+# ## Training (solid) and test (dashed) accuracy
+#
+# Move the slider through the ratios: on the left the baseline and the network with that
+# ratio, epoch by epoch; on the right every ratio's final accuracies (the dotted lines: the
+# baseline's). Over several seeds the bands span the lowest to the highest seed.
+
 
 # %%
-final = results.final_accuracies(histories)
-lab.finish(
-    history_rows(histories, record_loss=False),
-    {"final_accuracy": final.round(4).to_dict(orient="index")},
-)
-final.round(3)
+def rate_panels(value):
+    name = f"dropout={value:g}"
+    shown = {k: h for k, h in histories.items() if h.variant.label in ("baseline", name)}
+    swept = {k: v for k, v in RATES.items() if v > 0}
+    return [
+        accuracy_panel(shown, title=f"Dropout (ratio {value:g})"),
+        sweep_panel(finals, swept, current=value, baseline="baseline", xlabel="ratio", title="at the end", xscale=None),
+    ]
+
+
+options = log_options([v for v in RATES.values() if v > 0], fmt="{:g}")
+explorer = RunExplorer("ratio", options, rate_panels, initial=rate, panel_size=(6, 4.5), legend_panel=None)
+lab.interactive("accuracy.png", explorer)
 
 # %% [markdown]
 # ## What to notice
@@ -96,10 +125,18 @@ final.round(3)
 # - With Dropout the training accuracy rises more slowly and stays below 100%, and the gap
 #   to the test accuracy is far smaller. (The book: train 0.67, test 0.548 at epoch 301.)
 # - Dropout trains, in effect, many thinned networks that share weights, and averages them
-#   at inference (the scaling by $1 - $ ratio).
+#   at inference (the scaling by $1 - $ ratio). The higher the ratio, the slower the fit and
+#   the smaller the gap.
 
 # %%
+gaps = finals["gap"].unstack("variant")  # seed x network
+name = f"dropout={rate:g}"
+claim = results.Claim(gaps[name] < gaps["baseline"], gaps["baseline"] - gaps[name], "{:.3f}")
+lab.finish(
+    history_rows(histories, record_loss=False),
+    {"final_accuracy": finals.loc[lab.seed].round(4).to_dict(orient="index"), "over_seeds": claim.to_dict()},
+)
 print(
-    f"gap without Dropout {final.loc['baseline', 'gap']:.3f}, "
-    f"with Dropout {rate:g} {final.loc[f'dropout={rate:g}', 'gap']:.3f}"
+    f"gap without Dropout {gaps['baseline'].mean():.3f}, with Dropout {rate:g} {gaps[name].mean():.3f}; "
+    f"Dropout narrows it {claim.where} (by {claim.typical}{', ' + claim.spread if claim.spread else ''})."
 )

@@ -8,7 +8,9 @@
 # The book's experiment: a 784-[100]x6-10 network on only the first 300 training images
 # (SGD, learning rate 0.01, batches of 100, 201 epochs), once plainly and once with weight
 # decay $\lambda = 0.1$: the loss gets $\frac{\lambda}{2}\sum W^2$ over every weight matrix,
-# so every update also pulls each weight towards 0 by $\lambda W$.
+# so every update also pulls each weight towards 0 by $\lambda W$. A few more lambdas train
+# beside them, for the slider of the figure; with `--seeds N` (`COURSEKIT_SEEDS` in a
+# notebook), all of them once per seed.
 
 # %%
 import dataclasses
@@ -16,9 +18,10 @@ import dataclasses
 import pandas as pd
 
 from coursekit import optimizers, results
+from coursekit.interactive import RunExplorer, log_options
 from coursekit.lab import Settings, presets, start
 from coursekit.models import multilayer_net
-from coursekit.plots import accuracy_panel
+from coursekit.plots import accuracy_panel, sweep_panel
 from coursekit.training import Variant, history_rows
 
 
@@ -30,11 +33,12 @@ class WeightDecaySettings(Settings):
     epochs: int = 201
     learning_rate: float = 0.01
     weight_decay: float = 0.1
+    other_lambdas: tuple = (0.03, 0.3)  # for the slider: the same network, other lambdas
 
 
-PRESETS = presets(WeightDecaySettings(), epochs=101)
-lab = start("overfit_weight_decay", PRESETS)
-lab.settings
+PRESETS = presets(WeightDecaySettings(), epochs=61)
+lab = start("overfit_weight_decay", PRESETS, notebook_seeds=3)
+lab.settings, lab.seeds
 
 # %% [markdown]
 # ## The data: 300 training images, and the test set
@@ -44,21 +48,28 @@ dataset = lab.load_dataset(train_size=lab.settings.train_size)
 pd.Series(dataset.summary())
 
 # %% [markdown]
-# ## Two networks: without and with weight decay
+# ## Networks without and with weight decay
 #
 # `multilayer_net(weight_decay=λ)` puts the kit's `WeightDecay(λ)` regularizer on every
-# Dense kernel (the output layer's too), never on the biases.
+# Dense kernel (the output layer's too), never on the biases. All start from the same weights.
 
 # %%
 lam = lab.settings.weight_decay
-variants = [
-    Variant(
-        name,
-        multilayer_net(dataset.num_features, lab.settings.hidden_sizes, weight_decay=decay, seed=lab.seed),
-        optimizers.SGD(lab.settings.learning_rate),
-    )
-    for name, decay in (("baseline", 0.0), (f"lambda={lam:g}", lam))
-]
+LAMBDAS = {"baseline": 0.0} | {f"lambda={v:g}": v for v in sorted({lam, *lab.settings.other_lambdas})}
+
+
+def make_variants(seed):
+    return [
+        Variant(
+            name,
+            multilayer_net(dataset.num_features, lab.settings.hidden_sizes, weight_decay=decay, seed=seed),
+            optimizers.SGD(lab.settings.learning_rate),
+        )
+        for name, decay in LAMBDAS.items()
+    ]
+
+
+variants = lab.variants(make_variants)
 
 # %% [markdown]
 # ## Training, with both accuracies after every epoch
@@ -72,21 +83,38 @@ histories = lab.train(
 )
 
 # %% [markdown]
-# ## Training (solid) and test (dashed) accuracy
+# ## The gap between training and test accuracy at the end
+#
+# For every network (the mean over the seeds):
 
 # %%
-lab.figure("accuracy.png", [accuracy_panel(histories, title=f"weight decay (lambda={lam:g})")], panel_size=(7, 4.5))
+finals = pd.concat(
+    {seed: results.final_accuracies(h) for seed, h in lab.by_seed(histories).items()}, names=["seed", "variant"]
+)
+finals.groupby("variant", sort=False).mean().round(3)
 
 # %% [markdown]
-# ## The gap between training and test accuracy at the end
+# ## Training (solid) and test (dashed) accuracy
+#
+# Move the slider through the lambdas: on the left the baseline and the network with that
+# lambda, epoch by epoch; on the right every lambda's final accuracies (the dotted lines: the
+# baseline's). Over several seeds the bands span the lowest to the highest seed.
+
 
 # %%
-final = results.final_accuracies(histories)
-lab.finish(
-    history_rows(histories, record_loss=False),
-    {"final_accuracy": final.round(4).to_dict(orient="index")},
-)
-final.round(3)
+def lambda_panels(value):
+    name = f"lambda={value:g}"
+    shown = {k: h for k, h in histories.items() if h.variant.label in ("baseline", name)}
+    swept = {k: v for k, v in LAMBDAS.items() if v > 0}
+    return [
+        accuracy_panel(shown, title=f"weight decay (lambda={value:g})"),
+        sweep_panel(finals, swept, current=value, baseline="baseline", xlabel="lambda", title="at the end"),
+    ]
+
+
+options = log_options([v for v in LAMBDAS.values() if v > 0], fmt="{:g}")
+explorer = RunExplorer("lambda", options, lambda_panels, initial=lam, panel_size=(6, 4.5), legend_panel=None)
+lab.interactive("accuracy.png", explorer)
 
 # %% [markdown]
 # ## What to notice
@@ -94,10 +122,17 @@ final.round(3)
 # - The baseline reaches 100% on its 300 images while the test accuracy stays far lower:
 #   overfitting.
 # - With weight decay the training accuracy stays below 100% and the gap is smaller. (The
-#   book: train 0.927, test 0.721 at epoch 200 with $\lambda = 0.1$.)
+#   book: train 0.927, test 0.721 at epoch 200 with $\lambda = 0.1$.) The larger the lambda, the
+#   smaller the gap, until the network can no longer fit even its training images.
 
 # %%
+gaps = finals["gap"].unstack("variant")  # seed x network
+claim = results.Claim(gaps[f"lambda={lam:g}"] < gaps["baseline"], gaps["baseline"] - gaps[f"lambda={lam:g}"], "{:.3f}")
+lab.finish(
+    history_rows(histories, record_loss=False),
+    {"final_accuracy": finals.loc[lab.seed].round(4).to_dict(orient="index"), "over_seeds": claim.to_dict()},
+)
 print(
-    f"gap without decay {final.loc['baseline', 'gap']:.3f}, "
-    f"with lambda={lam:g} {final.loc[f'lambda={lam:g}', 'gap']:.3f}"
+    f"gap without decay {gaps['baseline'].mean():.3f}, with lambda={lam:g} {gaps[f'lambda={lam:g}'].mean():.3f}; "
+    f"weight decay narrows it {claim.where} (by {claim.typical}{', ' + claim.spread if claim.spread else ''})."
 )

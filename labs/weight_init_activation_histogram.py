@@ -10,6 +10,8 @@
 #
 # The experiment is the book's: 1,000 random inputs of 100 features pass through five
 # layers of 100 units (no bias), and we look at the histogram of each layer's activations.
+# With `--seeds N` (`COURSEKIT_SEEDS` in a notebook) the inputs and weights are drawn once per
+# seed, and each claim is checked in every seed.
 
 # %%
 import dataclasses
@@ -18,7 +20,9 @@ import keras
 import numpy as np
 import pandas as pd
 
+from coursekit import results
 from coursekit.initializers import He, Normal, Xavier
+from coursekit.interactive import ActivationExplorer
 from coursekit.lab import Settings, presets, start
 
 
@@ -31,8 +35,8 @@ class HistogramSettings(Settings):
 
 
 PRESETS = presets(HistogramSettings(), samples=200)
-lab = start("weight_init_activation_histogram", PRESETS)
-lab.settings
+lab = start("weight_init_activation_histogram", PRESETS, notebook_seeds=5)
+lab.settings, lab.seeds
 
 # %% [markdown]
 # ## Four ways to draw the initial weights
@@ -58,15 +62,20 @@ def layer_activations(x, activation, initializer, layers, units):
     return outputs
 
 
+def activations_of(seed):
+    x = np.random.default_rng(seed).standard_normal((settings.samples, settings.units)).astype("float32")
+    return {
+        (activation, name): layer_activations(
+            x, activation, make(seed=keras.random.SeedGenerator(seed)), settings.layers, settings.units
+        )
+        for activation in ("sigmoid", "relu", "tanh")
+        for name, make in INITIALIZERS.items()
+    }
+
+
 settings = lab.settings
-x = np.random.default_rng(lab.seed).standard_normal((settings.samples, settings.units)).astype("float32")
-activations = {
-    (activation, name): layer_activations(
-        x, activation, make(seed=keras.random.SeedGenerator(lab.seed)), settings.layers, settings.units
-    )
-    for activation in ("sigmoid", "relu", "tanh")
-    for name, make in INITIALIZERS.items()
-}
+by_seed = {seed: activations_of(seed) for seed in lab.seeds}
+activations = by_seed[lab.seed]  # the figures show the run's own seed
 
 # %% [markdown]
 # ## The histograms
@@ -112,16 +121,32 @@ for activation in RANGES:
     )
 
 # %% [markdown]
+# ## Move the knobs
+#
+# The same experiment with any standard deviation: the slider sets the std of `Normal(std)`
+# (the rule "std"), the buttons switch to Xavier's or He's scale. Rows: sigmoid, tanh, ReLU;
+# columns: the five layers. Try the std where sigmoid stops saturating, or where ReLU's
+# signal neither explodes nor vanishes: near He's $\sqrt{2/100} \approx 0.14$.
+
+# %%
+lab.interactive("activations_explorer.png", ActivationExplorer(**settings.to_dict(), seed=lab.seed))
+
+# %% [markdown]
 # ## The spread, layer by layer
 #
 # The standard deviation of each layer's activations, the number the histograms show
-# by their width:
+# by their width (the mean over the seeds):
 
 # %%
-spread = pd.DataFrame(
-    {(activation, name): [float(a.std()) for a in outputs] for (activation, name), outputs in activations.items()},
+stds = pd.DataFrame(
+    {
+        (seed, activation, name): [float(a.std()) for a in outputs]
+        for seed, found in by_seed.items()
+        for (activation, name), outputs in found.items()
+    },
     index=pd.RangeIndex(1, settings.layers + 1, name="layer"),
-).T
+).T.rename_axis(["seed", "activation", "weights"])
+spread = stds.groupby(["activation", "weights"], sort=False).mean()
 spread.round(4)
 
 # %% [markdown]
@@ -136,23 +161,46 @@ spread.round(4)
 #   still narrows; **He** keeps the same spread in every layer. With std=1 it explodes (most
 #   values are off the plotted axis).
 #
-# This run's spread in the first and the last layer:
+# Each claim, checked in every seed (the numbers: the last layer's std):
 
 # %%
+last = stds[settings.layers].unstack(["activation", "weights"])  # seed x (activation, weights)
+first = stds[1].unstack(["activation", "weights"])
+checks = [  # (summary key, the claim, whose last-layer std, does it hold)
+    ("sigmoid_std_1_saturates", "sigmoid, std=1: saturated (std > 0.4)", ("sigmoid", "std=1"), lambda s: s > 0.4),
+    (
+        "sigmoid_std_0_01_near_half",
+        "sigmoid, std=0.01: all near 0.5 (std < 0.02)",
+        ("sigmoid", "std=0.01"),
+        lambda s: s < 0.02,
+    ),
+    (
+        "relu_std_0_01_collapses",
+        "ReLU, std=0.01: collapsed to 0 (std < 1e-4)",
+        ("relu", "std=0.01"),
+        lambda s: s < 1e-4,
+    ),
+    (
+        "relu_he_keeps_spread",
+        "ReLU, He: over half the first layer's std",
+        ("relu", "He"),
+        lambda s: s > 0.5 * first["relu", "He"],
+    ),
+]
+claims = {key: (text, results.Claim(holds(last[which]), last[which], "{:.3g}")) for key, text, which, holds in checks}
 rows = [
-    {"variant": f"{activation}/{name}", "step": layer, "metric": metric, "value": value}
-    for (activation, name), outputs in activations.items()
+    {"variant": f"{activation}/{name}", "seed": seed, "step": layer, "metric": metric, "value": value}
+    for seed, found in by_seed.items()
+    for (activation, name), outputs in found.items()
     for layer, a in enumerate(outputs, start=1)
     for metric, value in (("activation_mean", float(a.mean())), ("activation_std", float(a.std())))
 ]
 lab.finish(
     rows,
     {
-        "activation_std_last_layer": {
-            f"{activation}/{name}": round(float(outputs[-1].std()), 4)
-            for (activation, name), outputs in activations.items()
-        },
+        "activation_std_last_layer": {f"{a}/{n}": round(float(o[-1].std()), 4) for (a, n), o in activations.items()},
         "layers": settings.layers,
+        "over_seeds": {key: claim.to_dict() for key, (_, claim) in claims.items()},
     },
 )
-spread[[1, settings.layers]].round(4)
+pd.DataFrame({text: {"holds": c.where, "last layer's std": c.spread or c.typical} for text, c in claims.values()}).T

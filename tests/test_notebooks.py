@@ -3,6 +3,7 @@
 Also: importing the kit changes nothing global (a notebook imports it).
 """
 
+import base64
 import importlib.util
 import json
 import os
@@ -12,7 +13,7 @@ import sys
 import jupytext
 import nbformat
 import pytest
-from conftest import BACKEND, MNIST_DIR, ROOT
+from conftest import BACKEND, MNIST_DIR, ROOT, checkout_first_env
 
 from labs import NAMES, notebooks
 
@@ -38,6 +39,19 @@ def test_a_lab_notebook_is_its_script_plus_the_set_up_cell(name):
     assert max(len(c.source.splitlines()) for c in script.cells if c.cell_type == "code") <= 40
     setup = [c for c in nb.cells if "setup" in c.metadata.get("tags", [])]
     assert len(setup) == 1 and notebooks.kit_source() in setup[0].source
+
+
+def test_the_set_up_cell_is_short_and_titled_for_colabs_form_view():
+    setup = notebooks.SETUP.format(source="https://example.org/kit.git")
+    first, *rest = setup.splitlines()
+    assert first.startswith("#@title ") and first.endswith('{ display-mode: "form" }')
+    assert len(setup.splitlines()) <= 32  # it was 44 lines
+    compile(setup, "set-up cell", "exec")
+    for name in ("quickstart", *NAMES):
+        nb = nbformat.read(notebooks.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        assert nb.cells[0].cell_type == "markdown" and [
+            c.source for c in nb.cells if "setup" in c.metadata.get("tags", [])
+        ][0].startswith("#@title")
 
 
 def test_the_kit_source_is_one_setting_overridable_at_run_time():
@@ -69,11 +83,22 @@ def test_importing_the_kit_changes_nothing_global():
     assert result.returncode == 0 and result.stdout.strip() == "clean", result.stderr[-3000:]
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+INTERACTIVE = {  # the interactive figures of each lab notebook
+    "optimizer_compare_naive": 1,
+    "weight_init_activation_histogram": 1,
+    "batch_norm_test": 1,
+    "overfit_weight_decay": 1,
+    "overfit_dropout": 1,
+}
+
+
 @pytest.mark.skipif(
     BACKEND != "tensorflow", reason="run in the TensorFlow leg (Colab's default backend) and the Colab leg"
 )
 @pytest.mark.parametrize("name", ["quickstart", *NAMES])
 def test_notebook_runs_in_a_kernel_and_shows_its_figures(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", checkout_first_env()["PYTHONPATH"])  # the kernel imports this checkout's kit
     monkeypatch.setenv("COURSEKIT_PRESET", "smoke")
     dataset = f"idx:{MNIST_DIR}" if (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists() else "digits"
     monkeypatch.setenv("COURSEKIT_DATASET", dataset)
@@ -85,3 +110,10 @@ def test_notebook_runs_in_a_kernel_and_shows_its_figures(name, tmp_path, monkeyp
         assert config["preset"] == "smoke" and config["command"] == "notebook"
         errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors
+        # Every interactive figure carries, beside its widget, the PNG the lab saved: what GitHub,
+        # nbviewer and a notebook without a widget front end show.
+        folder = next(tmp_path.rglob(f"{name}/config.json")).parent
+        saved = {(folder / figure).read_bytes() for figure in config["figures"]}
+        widgets = [o["data"] for c in executed.cells for o in c.get("outputs", []) if WIDGET in o.get("data", {})]
+        assert all(base64.b64decode(data["image/png"]) in saved for data in widgets)
+        assert len(widgets) == INTERACTIVE.get(name, 0)

@@ -110,7 +110,10 @@ def main(argv=None):
     if summary is None:
         print("tuning: worker finished; the chief writes the report")
         return 0
-    print(f"tuning: wrote {args.out}/trials.csv, results.csv, best_trials.png, best_hyperparameters.json, config.json")
+    print(
+        f"tuning: wrote {args.out}/trials.csv, results.csv, best_trials.png, narrowing.png, best_hyperparameters.json, "
+        "config.json" + "".join(f"\ntuning: {warning}" for warning in summary.get("edge warnings", []))
+    )
     for key, value in summary.items():
         print(f"  {key}: {value}")
     return 0

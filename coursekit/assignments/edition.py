@@ -149,6 +149,16 @@ def assignment_notebook(source):
             "`run_lab` runs one in a fresh process and shows its figures."
         ),
         new_code_cell('run_lab("optimizer_compare_naive")'),
+        new_markdown_cell(
+            "## Your optimizers on the bowl\n\nThe lab's bowl with sliders: a learning rate per optimizer, "
+            "momentum, rho, the betas and the start point. The red paths are your classes, as your files "
+            "hold them now (run this cell again after changing one); the dashed paths are Keras' built-ins. "
+            "An exercise not written yet shows its message instead of a path."
+        ),
+        new_code_cell(
+            "from coursekit.interactive import OptimizerExplorer, bowl, current_optimizers\n\n"
+            "OptimizerExplorer(bowl, classes=current_optimizers())"
+        ),
         new_markdown_cell(SUBMIT),
     ]
     return render(_notebook(cells))
