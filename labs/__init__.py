@@ -21,6 +21,7 @@ NAMES = (
     "overfit_weight_decay",
     "overfit_dropout",
     "hyperparameter_optimization",
+    "tune_your_model",
 )
 FOLDER = pathlib.Path(__file__).resolve().parent
 
