@@ -224,14 +224,21 @@ def current_optimizers(path=None):
     """The optimizer classes as the kit's file defines them now (a student's edits included), freshly loaded.
 
     `path` defaults to this kit's `coursekit/optimizers.py`. The module is loaded under its
-    own name and does not replace the one already imported.
+    own name and replaces neither the one already imported nor its classes in Keras' registry
+    of serializable objects (what `keras.saving` and `keras.optimizers.deserialize` find).
     """
     import coursekit
 
     path = path or (coursekit.__path__[0] + "/optimizers.py")
     spec = importlib.util.spec_from_file_location("coursekit.optimizers", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    registered = keras.saving.get_custom_objects()
+    before = dict(registered)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        registered.clear()
+        registered.update(before)
     return module
 
 

@@ -21,12 +21,17 @@ public way:
 - `tensor_rate_dropout`: Keras' `Dropout.call` tests `self.rate > 0` in Python, which a
   per-member rate (a tensor inside a compiled population) cannot answer; the same call
   without that test.
+- `keep_float64`: Keras' type promotion (`keras.src.backend.common.dtypes.result_type`, which
+  `ops.matmul` uses on PyTorch) turns every float64 result into float32 on backends other than
+  TensorFlow, "to be aligned with JAX's default", even under a float64 policy; a float64
+  gradient check (`coursekit.runtime.float64`) needs float64 kept for its duration.
 """
 
 import contextlib
 import types
 
 import keras
+from keras.src.backend.common import dtypes as keras_dtypes
 from keras.src.optimizers.base_optimizer import BaseOptimizer
 
 # The TensorFlow optimizer's overrides replaced by BaseOptimizer's for a stateless apply.
@@ -47,7 +52,20 @@ USED = (
     (keras.Model, "_symbolic_build"),
     (keras.Model, "stateless_compute_loss"),
     (keras.Model, "get_metrics_result"),
+    (keras_dtypes, "BIT64_TO_BIT32_DTYPE"),
 )
+
+
+@contextlib.contextmanager
+def keep_float64():
+    """Inside the block, Keras' type promotion keeps float64 (it maps float64 to float32 outside it)."""
+    demotions = keras_dtypes.BIT64_TO_BIT32_DTYPE
+    previous = demotions.get("float64")
+    demotions["float64"] = "float64"
+    try:
+        yield
+    finally:
+        demotions["float64"] = previous
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ import warnings
 from coursekit import data, results, runtime
 from coursekit.cli import OneLineParser, non_negative_int, positive_int
 from coursekit.plots import plot_panels
+from coursekit.training import ENGINES
 
 PRESET_NAMES = ("full", "smoke")
 ERRORS = (ValueError, data.DatasetUnavailable, OSError, NotImplementedError)
@@ -84,7 +85,8 @@ def presets(full, **smoke):
 
 @dataclasses.dataclass
 class Options:
-    """How a lab is run: preset, dataset, output folder, seed, display, verbosity and seeds (None: the lab's default)."""
+    """How a lab is run: preset, dataset, output folder, seed, display, verbosity, seeds (None: the lab's default)
+    and the training engine (`coursekit.training.train_variants`' `engine`)."""
 
     preset: str = "full"
     dataset: str = "auto"
@@ -94,6 +96,7 @@ class Options:
     verbose: int = 1
     overrides: dict = dataclasses.field(default_factory=dict)
     seeds: int | None = 1
+    engine: str = "auto"
 
 
 _PENDING = []  # options handed to the next `start` by `run`
@@ -134,6 +137,12 @@ def argument_parser(prog, description=None):
     parser.add_argument("--seed", type=non_negative_int, default=0, help="the one seed of the run (default: 0)")
     parser.add_argument(
         "--seeds", type=positive_int, default=1, help="run the variants over N seeds: SEED, SEED+1, ... (default: 1)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="how the variants train: auto (populations), population, fused (one after the other), per_variant",
     )
     parser.add_argument("--show", action="store_true", help="also show the figures on screen")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -178,7 +187,10 @@ def _command_line_options(name):
     if args.implementation:
         use_implementation(args.implementation)
     one_line_errors(name)
-    return Options(args.preset, args.dataset, args.out, args.seed, args.show, 0 if args.quiet else 1, seeds=args.seeds)
+    verbose = 0 if args.quiet else 1
+    return Options(
+        args.preset, args.dataset, args.out, args.seed, args.show, verbose, seeds=args.seeds, engine=args.engine
+    )
 
 
 @dataclasses.dataclass
@@ -195,6 +207,7 @@ class Lab:
     show: bool
     inline: bool
     verbose: int
+    engine: str
     started_at: str
     clock: float
     figures: list = dataclasses.field(default_factory=list)
@@ -251,6 +264,7 @@ class Lab:
             batch_size=self.settings.batch_size,
             seed=self.seed,
             verbose=self.verbose,
+            engine=self.engine,
             **schedule,
         )
 
@@ -319,6 +333,7 @@ class Lab:
             "settings": self.settings.to_dict(),
             "seed": self.seed,
             "seeds": self.seeds,
+            "engine": self.engine,
             "dataset": self.dataset_summary,
             **runtime.device_report(),
             "versions": runtime.package_versions(),
@@ -373,6 +388,7 @@ def start(name, presets, *, notebook_seeds=1):
         show=options.show,
         inline=inline and options.show,
         verbose=options.verbose,
+        engine=options.engine,
         started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         clock=time.perf_counter(),
     )
@@ -380,14 +396,28 @@ def start(name, presets, *, notebook_seeds=1):
     return lab
 
 
-def run(name, *, preset="full", dataset="auto", out="results", seed=0, seeds=1, show=False, verbose=1, overrides=None):
+def run(
+    name,
+    *,
+    preset="full",
+    dataset="auto",
+    out="results",
+    seed=0,
+    seeds=1,
+    show=False,
+    verbose=1,
+    overrides=None,
+    engine="auto",
+):
     """Run the lab script `labs/NAME.py` with these options; returns its `Lab` (after `finish`).
 
     `seeds`: the number of seeds (see the module docstring); None is the lab's notebook default.
     """
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds must be a positive integer; received seeds={seeds!r}")
-    _PENDING[:] = [Options(preset, dataset, out, seed, show, verbose, dict(overrides or {}), seeds)]
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    _PENDING[:] = [Options(preset, dataset, out, seed, show, verbose, dict(overrides or {}), seeds, engine)]
     _LAST.clear()
     try:
         from labs import FOLDER, NAMES

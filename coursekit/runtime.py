@@ -8,6 +8,7 @@ import random
 import keras
 import numpy as np
 
+from coursekit import keras_internals
 from coursekit.quiet import quiet_stderr
 
 
@@ -110,7 +111,8 @@ def float64():
     """Compute in float64 inside the block (gradient checks); the previous settings come back after.
 
     Sets Keras' floatx *and* the global dtype policy (layers take their dtype from the
-    policy, which a first layer fixes from floatx), and JAX's 64-bit mode.
+    policy, which a first layer fixes from floatx), JAX's 64-bit mode, and Keras' type promotion
+    to keep float64 (`coursekit.keras_internals.keep_float64`).
     """
     previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     jax_x64 = None
@@ -122,7 +124,8 @@ def float64():
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     try:
-        yield
+        with keras_internals.keep_float64():  # else PyTorch's ops.matmul returns float32 values
+            yield
     finally:
         keras.config.set_dtype_policy(previous_policy)
         keras.config.set_floatx(previous_floatx)

@@ -3,13 +3,14 @@
 The chapter's experiments compare variants (optimizers, initial weights, BN on
 and off, with and without regularization) that see the *same* minibatches; a
 search trains trials that each see their own. `train_variants` does both, fast:
-on TensorFlow and JAX one compiled program (`coursekit.population`) updates every
-variant, `steps_per_execution` steps per call, with the training step written
-once over Keras' stateless API. With `engine="fused"` (the default) the program
-runs the variants one after the other, each exactly as it would run alone (the
-labs); with `engine="population"` variants that share an architecture train as
-one vectorized program over stacked parameters, with their hyperparameters as
-inputs (the search). Other backends fall back to one `train_on_batch` per variant.
+on TensorFlow, JAX and PyTorch one compiled program (`coursekit.population`) updates every
+variant, `steps_per_execution` steps per call, with the training step written once over
+Keras' stateless API. By default (`engine="auto"`, or `"population"`) variants that share an
+architecture train as one vectorized program over stacked parameters, their hyperparameters
+as inputs: a lab's 32 networks of one shape are one population, not 32 copies of the step in
+one program. Their results equal the one-at-a-time run within float32 round-off. With
+`engine="fused"` the program runs the variants one after the other, each bit for bit as it
+would run alone. Other backends fall back to one `train_on_batch` per variant.
 
 Sampling:
 - `"reference"`: minibatches drawn with replacement (`np.random.choice(n, batch)`),
@@ -184,8 +185,10 @@ def train_variants(
             every variant computes exactly as it would alone), `"population"` (variants that
             share an architecture train as one vectorized program, see
             `coursekit.population`), `"per_variant"` (one `train_on_batch` per variant, any
-            backend) or `"auto"` (fused on TensorFlow and JAX, per_variant elsewhere).
-            Defaults to `"auto"`.
+            backend) or `"auto"` (population on TensorFlow, JAX and PyTorch, per_variant
+            elsewhere). A population's members equal their fused runs within float32
+            round-off (the order of a vectorized sum differs); fused equals each alone bit for
+            bit. Defaults to `"auto"`.
     """
     variants = list(variants)
     names = [v.name for v in variants]
@@ -268,10 +271,10 @@ def _make_engine(engine, variants, x_train, y_train, steps_per_call, streams):
         return _PerVariantEngine(variants, x_train, y_train, streams)
     compiled = population.Engine(
         variants,
-        group=engine == "population",
+        group=engine in ("auto", "population"),
         steps_per_call=steps_per_call,
         streams=streams,
-        cache=engine == "population",
+        cache=engine in ("auto", "population"),
         sample=(x_train[:2], y_train[:2]),
     )
     compiled.set_data(x_train, y_train)

@@ -129,6 +129,8 @@ def test_current_optimizers_reads_the_file_as_it_is_now(tmp_path):
     reference = optimizer_path(optimizers.SGD(0.95 * 0.5), bowl, (-7.0, 2.0), 30)
     np.testing.assert_allclose(halved.paths["SGD"]["course"], reference, atol=1e-5)
     assert sys.modules["coursekit.optimizers"] is source[1]  # the imported module stays
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizers.SGD(0.1)))
+    assert type(restored) is optimizers.SGD  # and so do its classes in Keras' registry
 
 
 def test_the_activation_explorer_computes_the_labs_experiment():

@@ -227,7 +227,7 @@ def test_batchnorm_gradients_equal_keras(rng, case):
         inputs = keras.Variable(x)
 
         def loss():
-            return ops.sum(layer(inputs.value, training=True, mask=mask) * upstream)
+            return ops.sum(ops.multiply(layer(inputs.value, training=True, mask=mask), upstream))
 
         return autodiff_gradients(loss, [inputs, *layer.trainable_weights])
 

@@ -20,6 +20,17 @@ def test_every_internal_used_is_there():
         assert hasattr(owner, attribute), f"Keras no longer has {owner.__name__}.{attribute}"
 
 
+def test_keep_float64_keeps_a_float64_matmul_in_float64():
+    from coursekit import runtime
+
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(6, 5)), rng.normal(size=(5, 4))
+    with runtime.float64():
+        product = keras.ops.convert_to_numpy(keras.ops.matmul(x, w))
+    np.testing.assert_allclose(product, x @ w, rtol=1e-13)
+    assert keras.backend.result_type("float64", "float64") == ("float64" if BACKEND == "tensorflow" else "float32")
+
+
 @pytest.mark.skipif(BACKEND == "jax", reason="JAX's optimizers are stateless already")
 @pytest.mark.parametrize("name", [*sorted(optimizers.ALL), *KERAS_OPTIMIZERS])
 @pytest.mark.parametrize("kwargs", [{}, {"use_ema": True}, {"weight_decay": 0.1}, {"clipnorm": 0.5}], ids=str)

@@ -83,7 +83,7 @@ def test_gradients_match_central_differences_float64(rng, float64):
 
     def loss():
         y = dense_out(keras.ops.sigmoid(norm(dense_in(x), training=True)))
-        return keras.ops.sum(keras.ops.square(y - labels))
+        return keras.ops.sum(keras.ops.square(keras.ops.subtract(y, labels)))
 
     variables = [dense_in.kernel, dense_in.bias, norm.gamma, norm.beta, dense_out.kernel]
     autodiff = autodiff_gradients(loss, variables)
@@ -100,7 +100,8 @@ def test_reference_backward_matches_autodiff(rng, float64):
     layer.build(x.shape)
     x_var = keras.Variable(x)
     grads = autodiff_gradients(
-        lambda: keras.ops.sum(layer(x_var.value, training=True) * dout), [x_var, layer.gamma, layer.beta]
+        lambda: keras.ops.sum(keras.ops.multiply(layer(x_var.value, training=True), dout)),
+        [x_var, layer.gamma, layer.beta],
     )
     _, cache = reference.batchnorm_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.zeros(3), train=True)
     for got, want in zip(grads, reference.batchnorm_backward(dout, cache)):

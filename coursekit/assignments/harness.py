@@ -117,7 +117,8 @@ def batchnorm(x, gamma, beta, dout, momentum, epsilon, calls):
         layer.beta.assign(beta.astype("float64"))
         x_var = keras.Variable(x.astype("float64"))
         grads = autodiff_gradients(
-            lambda: keras.ops.sum(layer(x_var.value, training=True) * dout), [x_var, layer.gamma, layer.beta]
+            lambda: keras.ops.sum(keras.ops.multiply(layer(x_var.value, training=True), dout)),
+            [x_var, layer.gamma, layer.beta],
         )
     measured.update({"grad_x": grads[0], "grad_gamma": grads[1], "grad_beta": grads[2]})
     return measured
