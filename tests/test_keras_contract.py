@@ -141,11 +141,16 @@ def test_optimizer_config_equals_keras_on_shared_keys_and_round_trips(case):
     assert restored.get_config() == optimizer.get_config()
 
 
+KERAS_VERSION = tuple(int(part) for part in keras.version().split(".")[:2])
+
+
 @pytest.mark.parametrize("case", list(OPTIMIZERS))
 def test_optimizer_names_made_the_keras_way(case):
     ours, theirs, name = OPTIMIZERS[case]
     assert names_in_a_fresh_session(ours) == (name, f"{name}_1")
-    if type(ours()).__name__ == type(theirs()).__name__:  # SGD, Adam: the very names Keras gives its own
+    # SGD, Adam: the very names Keras gives its own (Keras 3.10 named two unnamed SGDs "SGD" and
+    # "SGD"; the kit names them as later Keras does)
+    if type(ours()).__name__ == type(theirs()).__name__ and KERAS_VERSION > (3, 10):
         assert names_in_a_fresh_session(ours) == names_in_a_fresh_session(theirs)
     assert type(ours())(name="mine").name == "mine"
 

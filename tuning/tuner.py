@@ -90,6 +90,22 @@ class SearchError(ValueError):
     """A search that cannot run as asked (bad hypermodel, objective or data): one clear line, never a failed trial."""
 
 
+def _check_input_shapes(model, x):
+    """SearchError when the arrays' shapes differ from the model's declared inputs (where it declares them)."""
+    try:
+        declared = [tuple(tensor.shape) for tensor in model.inputs]
+    except (AttributeError, ValueError):  # a subclassed model, or one without an Input: nothing declared
+        return
+    given = [tuple(np.shape(part)) for part in keras.tree.flatten(x)]
+    if len(declared) != len(given):
+        raise SearchError(f"the data does not fit the model build(hp) returns: {len(given)} inputs for {len(declared)}")
+    for want, got in zip(declared, given):
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want[1:], got[1:])):
+            raise SearchError(
+                f"the data does not fit the model build(hp) returns: x has shape {got}, the model takes {want}"
+            )
+
+
 def seed_trial(seed):
     """Seed what a trial's model draws from: Python's `random` (every initializer's and dropout layer's seed),
     NumPy, and on PyTorch torch's global generator.
@@ -295,13 +311,14 @@ class PopulationTuner(keras_tuner.Tuner):
         if type(model).train_step is not keras.Model.train_step:
             raise fitting.NotVectorizable(f"{type(model).__name__} overrides train_step")
         x, y = (keras.tree.map_structure(lambda a: a[:2], part) for part in (spec["x"], spec["y"]))
+        _check_input_shapes(model, spec["x"])
         try:
             keras_internals.build_for_training(model, x, y)
             model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
         except Exception as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise SearchError(f"the data does not fit the model build(hp) returns: {message}") from None
-        names = list(model.get_metrics_result())
+        names = sorted(model.get_metrics_result(), key=lambda name: (name != "loss", name))  # one order on every Keras
         computed = [*names]
         if spec.get("validation_data") is not None or spec.get("validation_split"):
             computed += [f"val_{name}" for name in names]
