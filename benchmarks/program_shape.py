@@ -51,7 +51,7 @@ def measure(dataset, only):
             seconds = time.perf_counter() - started
             after = population.stats()
             delta = {key: after.get(key, 0) - before.get(key, 0) for key in ("programs", "traces", "calls", "steps")}
-            loop = "host" if population._backend().host_loop else "device"
+            loop = population._backend().host_loop  # "cpu": a convnet's loop on the host, others in the program
             print(
                 json.dumps({"name": name, "run": run, "seconds": round(seconds, 2), "loop": loop, **delta}), flush=True
             )

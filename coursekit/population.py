@@ -255,12 +255,14 @@ class Program:
       its logs. Returns the new states, the losses `(batches, members)`, the training logs
       `{name: (members,)}` and one such dict per eval set: one transfer to the host per epoch.
 
-    Where the loop over steps runs is the backend's `host_loop`: on a GPU the whole chunk (or
-    epoch) is one compiled program with the loop inside (`lax.fori_loop`, `tf.while_loop`),
-    so that tiny steps do not wait on Python; on a CPU a Python loop calls one compiled step
-    after another, without a transfer between them, because XLA's and TensorFlow's CPU code run
-    a step inside a compiled loop 1.4x (an MLP) to 5x (a convnet) slower than the same step
-    compiled on its own (`benchmarks/device_timing.py`, README).
+    Where the loop over steps runs (`host_loop`): by default the whole chunk (or epoch) is one
+    compiled program with the loop inside (`lax.fori_loop`, `tf.while_loop`), so that tiny
+    steps do not wait on Python, except for a convnet on a CPU: there a Python loop calls one
+    compiled step after another, without a transfer between them, because XLA's and
+    TensorFlow's CPU code ran a convnet's step inside a compiled loop up to 5x slower than the
+    same step compiled on its own (an MLP's ran faster inside it: the chapter's search, 40
+    trials, 22.3 s against 26.3 s on TensorFlow, 20.2 against 22.9 s on JAX). PyTorch runs
+    eagerly: its loops are Python's. COURSEKIT_LOOPS=host|device overrides.
 
     States are per group `(trainable, non_trainable, optimizer_variables, metrics_variables)`
     with a leading member axis. `templates` hold one member of each group, whose Keras objects
@@ -278,8 +280,9 @@ class Program:
         self.templates, self.sizes, self.streams = templates, sizes, streams
         self.traces, self.latest = 0, None
         backend = _backend()
-        self.host_loop = backend.host_loop
-        if self.host_loop:  # a Python loop over compiled steps (the CPU: see above)
+        convnet = any(isinstance(layer, CONVOLUTIONS) for template in templates for layer in _sublayers(template[0]))
+        self.host_loop = backend.host_loop == "host" or (backend.host_loop == "cpu" and convnet)
+        if self.host_loop:  # a Python loop over compiled steps (a convnet on the CPU: see above)
             self._step = backend.jit(self._traced(self._one_step), donate_states=True, xla=xla)
             self._test_step = backend.jit(self._traced(self._test), xla=xla)
             self._results_of = backend.jit(self._traced(self._results))
@@ -852,7 +855,7 @@ class _TorchBackend:
     """PyTorch: eager, with `torch.func` for gradients and populations (no compilation: see the README)."""
 
     sequential_convolutions = False
-    host_loop = True  # eager: every loop is a Python loop
+    host_loop = "host"  # eager: every loop is a Python loop
 
     def __init__(self):
         import torch
@@ -912,11 +915,12 @@ LOOPS_VARIABLE = "COURSEKIT_LOOPS"  # "host" or "device": where the loops over s
 
 
 def _host_loop(on_cpu):
-    """Whether loops over steps run in Python (`Program`): on a CPU, unless COURSEKIT_LOOPS says otherwise."""
+    """Where loops over steps run (`Program`): "host" or "device" as COURSEKIT_LOOPS says, else "cpu" on a CPU
+    (a convnet's loop in Python, another model's in the program) and "device" elsewhere."""
     choice = os.environ.get(LOOPS_VARIABLE, "")
     if choice not in ("", "host", "device"):
         raise ValueError(f"{LOOPS_VARIABLE} must be 'host' or 'device'; received {choice!r}")
-    return on_cpu if not choice else choice == "host"
+    return choice or ("cpu" if on_cpu else "device")
 
 
 @contextlib.contextmanager
