@@ -43,6 +43,7 @@ def main(argv=None):
                 seeds=args.seeds,
                 show=args.show,
                 verbose=0 if args.quiet else 1,
+                engine=args.engine,
             )
             code = 0
         except lab.ERRORS as error:
