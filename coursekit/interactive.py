@@ -308,9 +308,9 @@ def _gradient(loss):
 
 def _stateless_apply(optimizer, optimizer_values, grads, trainable_values):
     if keras.backend.backend() == "tensorflow":
-        from coursekit.keras_internals import tensorflow_stateless_apply
+        from coursekit.keras_internals import base_stateless_apply
 
-        return tensorflow_stateless_apply(optimizer, optimizer_values, grads, trainable_values)
+        return base_stateless_apply(optimizer, optimizer_values, grads, trainable_values)
     return optimizer.stateless_apply(optimizer_values, grads, trainable_values)
 
 
