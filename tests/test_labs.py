@@ -25,9 +25,17 @@ DATASETS = [
 ]
 
 
-def run(name, tmp_path, preset="smoke", dataset="digits", seed=0, overrides=None, seeds=1):
+def run(name, tmp_path, preset="smoke", dataset="digits", seed=0, overrides=None, seeds=1, engine="auto"):
     done = lab.run(
-        name, preset=preset, dataset=dataset, out=tmp_path, seed=seed, seeds=seeds, verbose=0, overrides=overrides
+        name,
+        preset=preset,
+        dataset=dataset,
+        out=tmp_path,
+        seed=seed,
+        seeds=seeds,
+        verbose=0,
+        overrides=overrides,
+        engine=engine,
     )
     rows = results.load(done.out_dir).to_dict(orient="records")
     config = json.loads((done.out_dir / "config.json").read_text())
@@ -250,11 +258,17 @@ def test_a_lab_trained_as_populations_equals_its_variants_trained_one_at_a_time(
 
 
 def test_several_seeds_repeat_each_seed_exactly_and_state_the_claims_over_them(tmp_path):
-    """`--seeds 2`: each seed's variants compute exactly what a one-seed run with that seed computes."""
-    both, config = run("weight_init_compare", tmp_path / "both", seeds=2)
-    for seed in (0, 1):
-        alone, _ = run("weight_init_compare", tmp_path / f"seed{seed}", seed=seed)
-        assert [row for row in both if row["seed"] == seed] == alone  # bit for bit
+    """`--seeds 2`: each seed's variants compute what a one-seed run with that seed computes: bit for bit one
+    variant after the other (`engine="fused"`), within float32 round-off as populations (the default: a
+    population of 2 seeds sums in another order than one of 1: 2e-7 relative at step 3 on JAX, which
+    400 SGD steps grow past 1e-5; the per-lab test above bounds the same)."""
+    for engine, rtol in (("fused", 0), ("auto", 1e-3)):
+        both, config = run("weight_init_compare", tmp_path / f"both-{engine}", seeds=2, engine=engine)
+        for seed in (0, 1):
+            alone, _ = run("weight_init_compare", tmp_path / f"seed{seed}-{engine}", seed=seed, engine=engine)
+            ours = [row for row in both if row["seed"] == seed]
+            assert [{**row, "value": None} for row in ours] == [{**row, "value": None} for row in alone]
+            np.testing.assert_allclose([r["value"] for r in ours], [r["value"] for r in alone], rtol=rtol, atol=0)
     over = config["summary"]["over_seeds"]
     assert over["std_0_01_stays_at_ln_10"]["seeds"] == 2 and over["he_below_xavier"]["holds_in"] == 2
     assert set(over["he_below_xavier"]["per_seed"]) == {"0", "1"}
