@@ -7,13 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-PY313=""
-if command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 >/dev/null 2>&1; then
-    PY313="$(pyenv prefix 3.13)/bin/python3.13"
-elif command -v python3.13 >/dev/null 2>&1; then
-    PY313=$(command -v python3.13)
-fi
-if [ -z "$PY313" ] || [ ! -x "$PY313" ]; then
+source ci/find_python.sh
+PY313=$(find_python 3.13)
+if [ -z "$PY313" ]; then
     echo "== Colab leg SKIPPED: no Python 3.13 on this machine (tried \`pyenv prefix 3.13\` and python3.13)"
     exit 0
 fi

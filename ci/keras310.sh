@@ -4,13 +4,9 @@
 # contract, saving, the engine, fit for populations and the drop-in tuners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY312=""
-if command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.12 >/dev/null 2>&1; then
-    PY312="$(pyenv prefix 3.12)/bin/python3.12"
-elif command -v python3.12 >/dev/null 2>&1; then
-    PY312=$(command -v python3.12)
-fi
-if [ -z "$PY312" ] || [ ! -x "$PY312" ]; then
+source ci/find_python.sh
+PY312=$(find_python 3.12)
+if [ -z "$PY312" ]; then
     echo "== Keras 3.10 leg SKIPPED: no Python 3.12 on this machine (tried \`pyenv prefix 3.12\` and python3.12)"
     exit 0
 fi

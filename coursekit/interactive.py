@@ -441,6 +441,7 @@ class OptimizerExplorer(Explorer):
         for name in self.names:
             key = f"{name} learning rate"
             controls[key] = log_slider(f"{name} lr", self.initial[key], style=style, layout=wide)
+        short, narrow = {"description_width": "85px"}, widgets.Layout(width="310px")
         for key, low, high, step in (
             ("momentum", 0.0, 0.99, 0.01),
             ("rho", 0.0, 0.999, 0.001),
@@ -448,34 +449,13 @@ class OptimizerExplorer(Explorer):
             ("beta_2", 0.9, 0.9999, 0.0001),
         ):
             controls[key] = widgets.FloatSlider(
-                value=self.initial[key],
-                min=low,
-                max=high,
-                step=step,
-                description=key,
-                readout_format=".4g",
-                style={"description_width": "85px"},
-                layout=widgets.Layout(width="310px"),
+                value=self.initial[key], min=low, max=high, step=step, description=key, readout_format=".4g",
+                style=short, layout=narrow,
+            )  # fmt: skip
+        for key, bound in (("start x", 9.5), ("start y", 4.5)):  # the bowl's extent
+            controls[key] = widgets.FloatSlider(
+                value=self.initial[key], min=-bound, max=bound, step=0.1, description=key, style=short, layout=narrow
             )
-        short, narrow = {"description_width": "85px"}, widgets.Layout(width="310px")
-        controls["start x"] = widgets.FloatSlider(
-            value=self.initial["start x"],
-            min=-9.5,
-            max=9.5,
-            step=0.1,
-            description="start x",
-            style=short,
-            layout=narrow,
-        )
-        controls["start y"] = widgets.FloatSlider(
-            value=self.initial["start y"],
-            min=-4.5,
-            max=4.5,
-            step=0.1,
-            description="start y",
-            style=short,
-            layout=narrow,
-        )
         controls["Keras built-ins"] = widgets.Checkbox(value=True, description="Keras built-ins (dashed)", indent=False)
         return controls
 
