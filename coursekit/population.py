@@ -280,7 +280,7 @@ class Program:
         self.templates, self.sizes, self.streams = templates, sizes, streams
         self.traces, self.latest = 0, None
         backend = _backend()
-        convnet = any(isinstance(layer, CONVOLUTIONS) for template in templates for layer in _sublayers(template[0]))
+        convnet = any(_convnet(template) for template in templates)
         self.host_loop = backend.host_loop == "host" or (backend.host_loop == "cpu" and convnet)
         if self.host_loop:  # a Python loop over compiled steps (a convnet on the CPU: see above)
             self._step = backend.jit(self._traced(self._one_step), donate_states=True, xla=xla)
@@ -694,9 +694,12 @@ def _sequential(template):
     there the members of a convnet are unrolled, one after another, in the compiled step (its
     compilation grows with K). Elsewhere (GPUs, TensorFlow, PyTorch) they are vectorized.
     """
-    return _backend().sequential_convolutions and any(
-        isinstance(layer, CONVOLUTIONS) for layer in _sublayers(template[0])
-    )
+    return _backend().sequential_convolutions and _convnet(template)
+
+
+def _convnet(template):
+    """Whether the template's model has a convolution layer."""
+    return any(isinstance(layer, CONVOLUTIONS) for layer in _sublayers(template[0]))
 
 
 def draws_random_numbers(model):
