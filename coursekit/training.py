@@ -70,7 +70,7 @@ class History:
     losses: list = dataclasses.field(default_factory=list)
     metrics: dict = dataclasses.field(default_factory=dict)  # name -> [(step, value)]
     diverged_at: int | None = None
-    trained_with: int = 1  # members of its vectorized group, itself included (engine "population"; else 1)
+    trained_with: int = 1  # members of its vectorized group, itself included (engines "auto", "population"; else 1)
 
     def final(self, metric):
         """The last recorded value of `metric` (NaN if it was never recorded)."""
