@@ -15,7 +15,7 @@ metrics_variables = loss tracker and compiled metrics updated with (loss, y, y_p
 the metrics out of their variables: the logs `fit` reports, "loss", "accuracy", ...
 
 Each backend contributes only its jit, gradient, vectorizing map and loop (`_JaxBackend`,
-`_TensorFlowBackend`, `_TorchBackend`): `jax.jit` / `tf.function` / eager,
+`_TensorFlowBackend`, `_TorchBackend`): `jax.jit` / `tf.function` / a traced `torch.fx` graph,
 `jax.value_and_grad` / `tf.GradientTape` / `torch.func.grad`, `jax.vmap` /
 `tf.vectorized_map` / `torch.func.vmap`, `lax.fori_loop` / `tf.while_loop` / a Python loop.
 
@@ -261,13 +261,13 @@ class Program:
     compiled step after another, without a transfer between them, because XLA's and
     TensorFlow's CPU code ran a convnet's step inside a compiled loop up to 5x slower than the
     same step compiled on its own (an MLP's ran faster inside it: the chapter's search, 40
-    trials, 22.3 s against 26.3 s on TensorFlow, 20.2 against 22.9 s on JAX). PyTorch runs
-    eagerly: its loops are Python's. COURSEKIT_LOOPS=host|device overrides.
+    trials, 22.3 s against 26.3 s on TensorFlow, 20.2 against 22.9 s on JAX). On PyTorch every
+    loop is Python's, over traced steps. COURSEKIT_LOOPS=host|device overrides.
 
     States are per group `(trainable, non_trainable, optimizer_variables, metrics_variables)`
     with a leading member axis. `templates` hold one member of each group, whose Keras objects
     are traced. `traces` counts how often Python traced a compiled piece (compilations on TF
-    and JAX; every call on PyTorch, which runs eagerly).
+    and JAX, `torch.fx` traces on PyTorch, plus every call of a piece PyTorch runs eagerly).
 
     On TensorFlow, `xla=True` compiles the `tf.function` with XLA too (JAX always does): it
     fuses the elementwise work of weight decay and the update rule, 10-15% of a
@@ -721,7 +721,8 @@ _STATS = collections.Counter()  # what the engine did in this process (benchmark
 
 def stats():
     """This process's counts: "programs" built, "traces" of their compiled pieces, engine "calls" (one
-    transfer of results to the host each) and training "steps"."""
+    transfer of results to the host each), training "steps" and, on PyTorch, "eager" pieces (that
+    could not be traced)."""
     return dict(_STATS)
 
 
@@ -855,10 +856,20 @@ class _TensorFlowBackend:
 
 
 class _TorchBackend:
-    """PyTorch: eager, with `torch.func` for gradients and populations (no compilation: see the README)."""
+    """PyTorch: `torch.func` for gradients and populations, each compiled piece traced once into a graph.
+
+    `jit` traces a function the first time it meets a signature (the nest of its arguments, the
+    shapes and dtypes of their tensors) into a graph of PyTorch operations (`make_fx`, with fake
+    tensors: Keras' Python runs once, at the trace) and replays that graph after: what
+    `jax.jit` and `tf.function` do without their compilers, so a step costs its operations,
+    not Keras' Python around them (the chapter's search: see the README's backends table). A
+    function whose Python reads a tensor's value (an `if` on it, `int(...)`: Keras' seeded random
+    numbers do, so models with dropout) cannot be traced: it runs eagerly, every call, and
+    `stats()["eager"]` counts such functions.
+    """
 
     sequential_convolutions = False
-    host_loop = "host"  # eager: every loop is a Python loop
+    host_loop = "host"  # a Python loop over the traced steps
 
     def __init__(self):
         import torch
@@ -866,13 +877,7 @@ class _TorchBackend:
         self.torch = torch
 
     def jit(self, function, donate_states=False, xla=False):
-        """`function` run eagerly without autograd's graph (`torch.func.grad` still takes its gradients)."""
-
-        def call(*args):
-            with self.torch.no_grad():
-                return function(*args)
-
-        return call
+        return _TorchGraph(function)
 
     def value_and_grad(self, function):
         grad_fn = self.torch.func.grad(function, has_aux=True)
@@ -901,6 +906,55 @@ class _TorchBackend:
 
     def stateless_apply(self, optimizer, optimizer_variables, grads, trainable):
         return keras_internals.base_stateless_apply(optimizer, optimizer_variables, grads, trainable)
+
+
+class _TorchGraph:
+    """`function` traced into a `torch.fx` graph once per signature of its arguments, then replayed.
+
+    The trace runs `function` on fake tensors (shapes and dtypes, no values) under
+    `torch.no_grad()` (`torch.func.grad` still takes the gradients inside), so a Python branch on a
+    tensor's value raises instead of being frozen into the graph; then `function` runs eagerly
+    from then on, every call. Outputs are nests of tensors (lists, tuples, dicts), as the
+    `Program`'s pieces return.
+    """
+
+    def __init__(self, function):
+        self.function, self.graphs, self.eager = function, {}, False
+
+    def __call__(self, *args):
+        import torch
+
+        if not self.eager:
+            leaves = keras.tree.flatten(args)
+            signature = str(_nest_map(lambda a: (tuple(a.shape), a.dtype) if torch.is_tensor(a) else a, args))
+            if signature not in self.graphs:
+                self.graphs[signature] = self._trace(args, leaves)
+            if not self.eager:
+                graph, outputs = self.graphs[signature]
+                with torch.no_grad():
+                    return keras.tree.pack_sequence_as(outputs, graph(*leaves))
+        with torch.no_grad():
+            return self.function(*args)
+
+    def _trace(self, args, leaves):
+        import torch
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        structure = []
+
+        def flat(*flat_leaves):
+            outputs = self.function(*keras.tree.pack_sequence_as(args, list(flat_leaves)))
+            structure.append(outputs)
+            return keras.tree.flatten(outputs)
+
+        try:
+            with torch.no_grad():
+                graph = make_fx(flat, tracing_mode="fake")(*leaves)
+        except Exception:  # Python read a value (Keras' seeded random numbers, a data-dependent branch)
+            self.eager = True
+            _STATS["eager"] += 1
+            return None
+        return graph, structure[-1]
 
 
 def _unrolled(function):

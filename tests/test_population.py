@@ -72,7 +72,8 @@ def test_population_members_equal_the_same_models_trained_one_by_one(digits, ema
 def test_one_compilation_serves_every_population_of_an_architecture(digits):
     """Learning rate, decay, dropout rate and momentum are inputs of the program, not constants in it.
 
-    (On PyTorch, models with dropout train member by member, so the population here has none.)
+    (On PyTorch, models with dropout train member by member, so the population here has none; its
+    pieces are traced into `torch.fx` graphs once, as the other backends compile them.)
     """
     configs = [(s, lr, lam, 0.0 if BACKEND == "torch" else rate, m) for s, lr, lam, rate, m in MEMBERS]
     first = [member(*config) for config in configs]
@@ -82,8 +83,7 @@ def test_one_compilation_serves_every_population_of_an_architecture(digits):
     second = [member(seed + 10, lr * 2, lam / 3, rate / 2, momentum / 2) for seed, lr, lam, rate, momentum in configs]
     train(second, digits, engine="population")
     assert population.Engine(second, group=True, cache=True).program is program
-    if BACKEND != "torch":  # PyTorch runs eagerly: every call runs the Python again
-        assert 1 <= traces <= 3 and program.traces == traces  # (a step, counts; on a GPU one program) traced once
+    assert 1 <= traces <= 3 and program.traces == traces  # (a step, counts; on a GPU one program) traced once
 
 
 def test_architecture_tells_what_one_program_can_train():
@@ -162,3 +162,40 @@ def test_a_failed_call_keeps_the_last_state_it_completed(digits):
     for variant in variants:
         assert int(variant.optimizer.iterations.numpy()) == completed
         assert np.isfinite(variant.model.predict(digits.x_test, verbose=0)).all()
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's tracer")
+def test_pytorch_traces_a_piece_once_per_signature_and_replays_it():
+    import torch
+
+    runs = []
+
+    def piece(state, x):
+        runs.append(tuple(x.shape))
+        return {"sum": [state[0] + x.sum()], "scaled": x * state[1]}
+
+    traced = population._backend().jit(piece)
+    state = [torch.tensor(1.0), torch.tensor(3.0)]
+    for x in (torch.arange(4.0), torch.arange(4.0) + 10, torch.ones(2, 2)):
+        out = traced(state, x)
+        torch.testing.assert_close(out["sum"][0], state[0] + x.sum())  # the values of this call, not the trace's
+        torch.testing.assert_close(out["scaled"], x * 3.0)
+    assert runs == [(4,), (2, 2)]  # Python ran once per signature
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's tracer")
+def test_pytorch_runs_a_piece_that_reads_a_value_eagerly(digits):
+    """A branch on a tensor's value (Keras' seeded dropout reads its seed) is never frozen into a graph."""
+    import torch
+
+    def piece(x):
+        return x * 2 if float(x.sum()) > 0 else x - 1
+
+    eager_before = population.stats().get("eager", 0)
+    traced = population._backend().jit(piece)
+    torch.testing.assert_close(traced(torch.ones(3)), torch.full((3,), 2.0))
+    torch.testing.assert_close(traced(-torch.ones(3)), torch.full((3,), -2.0))
+    assert population.stats()["eager"] == eager_before + 1
+    with_dropout = member(1, 0.05, 1e-3, 0.2, 0.9)
+    train([with_dropout], digits, engine="population")  # its steps run eagerly: a fresh mask every step
+    assert population.stats()["eager"] > eager_before + 1

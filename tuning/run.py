@@ -11,6 +11,7 @@ from tuning.report import write_report
 from tuning.search import make_tuner
 
 PROJECT = "search"
+EVALUATION_BATCH = 1000  # rows per batch of the per-epoch accuracies (the book evaluates each split whole)
 
 
 def run_search(settings, out_dir, *, overwrite=False, verbose=1, show=False):
@@ -49,6 +50,7 @@ def run_search(settings, out_dir, *, overwrite=False, verbose=1, show=False):
         extra_validation={"train_": (dataset.x_train, dataset.y_train)},  # the book's training accuracy
         epochs=settings.epochs,
         batch_size=settings.batch_size,
+        validation_batch_size=EVALUATION_BATCH,
         verbose=verbose,
     )
     if internals.has_chief_oracle() and not internals.is_chief_oracle():
