@@ -4,8 +4,9 @@ For each backend (one process each) and each lab (`--preset full`) and the chapt
 search, run twice in the same process, as a student re-runs a notebook cell:
 
 - programs: compiled `Program`s the engine built (one per lab run; populations reuse theirs),
-- traces: how often their compiled pieces were traced (compilations on TF and JAX; PyTorch
-  runs eagerly and has none),
+- traces: how often their compiled pieces were traced (compilations on TF and JAX, `torch.fx`
+  traces on PyTorch, plus every call of a piece PyTorch runs eagerly: models with dropout),
+- eager: on PyTorch, pieces that could not be traced and run eagerly (a model with dropout),
 - calls, steps: engine calls (each ends with one transfer of its results to the host) and the
   training steps they made, so calls per 100 steps is the host round trips a GPU would wait on,
 - loop: where the loop over steps ran ("host": a Python loop over compiled steps, the CPU's
@@ -50,7 +51,9 @@ def measure(dataset, only):
                 lab.run(name, preset="full", dataset=dataset, out=out, verbose=0)
             seconds = time.perf_counter() - started
             after = population.stats()
-            delta = {key: after.get(key, 0) - before.get(key, 0) for key in ("programs", "traces", "calls", "steps")}
+            delta = {
+                key: after.get(key, 0) - before.get(key, 0) for key in ("programs", "traces", "eager", "calls", "steps")
+            }
             loop = population._backend().host_loop  # "cpu": a convnet's loop on the host, others in the program
             print(
                 json.dumps({"name": name, "run": run, "seconds": round(seconds, 2), "loop": loop, **delta}), flush=True
@@ -68,8 +71,8 @@ def main():
     if args.measure:
         return measure(args.dataset, args.only)
     print(f"dataset {args.dataset}; each lab (full preset) and the 100-trial search run twice in one process")
-    header = f"{'backend':10s} {'lab':34s} {'loop':6s} {'programs':>8s} {'traces':>7s} {'calls':>6s} {'steps':>7s}"
-    print(f"{header} {'calls/100 steps':>15s} {'cold s':>7s} {'warm s':>7s} {'cold-warm':>9s}")
+    header = f"{'backend':10s} {'lab':34s} {'loop':6s} {'programs':>8s} {'traces':>7s} {'eager':>5s} {'calls':>6s}"
+    print(f"{header} {'steps':>7s} {'calls/100 steps':>15s} {'cold s':>7s} {'warm s':>7s} {'cold-warm':>9s}")
     for backend in args.backends.split(","):
         command = [
             sys.executable,
@@ -92,7 +95,7 @@ def main():
             cold, warm = pair["cold"], pair["warm"]
             per_100 = f"{100 * cold['calls'] / cold['steps']:.1f}" if cold["steps"] else ""
             print(
-                f"{backend:10s} {name:34s} {cold['loop']:6s} {cold['programs']:8d} {cold['traces']:7d} "
+                f"{backend:10s} {name:34s} {cold['loop']:6s} {cold['programs']:8d} {cold['traces']:7d} {cold['eager']:5d} "
                 f"{cold['calls']:6d} {cold['steps']:7d} {per_100:>15s} {cold['seconds']:7.1f} {warm['seconds']:7.1f} "
                 f"{cold['seconds'] - warm['seconds']:9.1f}",
                 flush=True,
