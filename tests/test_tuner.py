@@ -83,6 +83,7 @@ def test_keras_tuners_api_k_trials_at_a_time(digits, tmp_path, capsys):
     assert accuracy == pytest.approx(trials[0].score, abs=1e-6)
     tuner.results_summary(2)
     assert "Score:" in capsys.readouterr().out
+    assert not list(tmp_path.rglob("final_state.npz"))  # no oracle here continues a trial: no state is kept
 
 
 def test_a_trial_equals_its_build_trained_alone_by_fit(digits, tmp_path):
@@ -137,6 +138,8 @@ def test_hyperband_continues_its_survivors_where_they_stopped(digits, tmp_path):
                              directory=tmp_path), digits, shuffle=False)  # fmt: skip
     continued = [t for t in tuner.oracle.trials.values() if "tuner/trial_id" in t.hyperparameters.values]
     assert continued
+    kept = {path.parent.name for path in tmp_path.rglob("final_state.npz")}  # trial_<id>: shorter than max_epochs
+    assert {f"trial_{t.hyperparameters.values['tuner/trial_id']}" for t in continued} <= kept
     for trial in continued[:2]:
         epochs = trial.hyperparameters.values["tuner/epochs"]
         initial = trial.hyperparameters.values["tuner/initial_epoch"]

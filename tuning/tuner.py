@@ -154,7 +154,6 @@ class PopulationTuner(keras_tuner.Tuner):
         self.population, self.score = population or DEFAULT_POPULATION, score
         self.log_trials = False  # a line per ended trial (the chapter's command line, distributed)
         self._faults = collections.Counter()
-        self._states = {}  # trial id -> final state of each execution (Hyperband continues them)
         # Read before keras-tuner wraps the oracle in a client on a distributed search's worker.
         self.seed, self.max_epochs = getattr(oracle, "seed", None) or 0, getattr(oracle, "max_epochs", None)
         super().__init__(oracle, hypermodel, **kwargs)
@@ -371,7 +370,7 @@ class PopulationTuner(keras_tuner.Tuner):
         )
         seconds = (time.perf_counter() - started) / len(built)
         for trial, trial_members in built.items():
-            if epochs < (self.max_epochs or math.inf):
+            if self.max_epochs and epochs < self.max_epochs:  # Hyperband may continue it in a later round
                 self._keep_states(trial, trial_members)
             results[trial] = (
                 [histories[m.name] for m in trial_members],
@@ -397,43 +396,33 @@ class PopulationTuner(keras_tuner.Tuner):
     # -- Hyperband: continued trials -----------------------------------------------------------
 
     def _keep_states(self, trial, members):
-        """Keep each execution's final state (weights, optimizer, seeds): a later round may continue it."""
-        states = []
-        for member in members:
+        """Save each execution's final state (weights, optimizer) in the trial's folder: a later round may continue it.
+
+        Only on disk (read back when a trial continues it): a search keeps no trial's arrays in memory.
+        """
+        arrays = {}
+        for e, member in enumerate(members):
             model = member.model
-            states.append(
-                [
-                    [v.numpy() for v in model.trainable_variables],
-                    [v.numpy() for v in model.non_trainable_variables],
-                    [v.numpy() for v in model.optimizer.variables],
-                ]
-            )
-        self._states[trial.trial_id] = states
-        arrays = {
-            f"{e}/{p}/{i}": a
-            for e, state in enumerate(states)
-            for p, part in enumerate(state)
-            for i, a in enumerate(part)
-        }
+            parts = (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
+            arrays |= {f"{e}/{p}/{i}": v.numpy() for p, part in enumerate(parts) for i, v in enumerate(part)}
         path = os.path.join(self.get_trial_dir(trial.trial_id), "final_state.npz")
         write_atomic(path, _npz_bytes(arrays))
 
     def _previous_state(self, trial, execution):
+        """The saved final state of execution `execution` of the trial this one continues (Hyperband), or None."""
         previous = trial.hyperparameters.values.get("tuner/trial_id")
         if previous is None:
             return None
-        if previous not in self._states:
-            path = os.path.join(self.get_trial_dir(previous), "final_state.npz")
-            if not os.path.exists(path):
-                return None  # as keras-tuner when its checkpoint is missing: trained from scratch
-            with np.load(path) as saved:
-                executions = collections.defaultdict(lambda: [[], [], []])
-                for key in sorted(saved.files, key=lambda k: tuple(int(p) for p in k.split("/"))):
-                    e, part, _ = (int(p) for p in key.split("/"))
-                    executions[e][part].append(saved[key])
-            self._states[previous] = [executions[e] for e in sorted(executions)]
-        states = self._states[previous]
-        return states[execution] if execution < len(states) else None
+        path = os.path.join(self.get_trial_dir(previous), "final_state.npz")
+        if not os.path.exists(path):
+            return None  # as keras-tuner when its checkpoint is missing: trained from scratch
+        state = [[], [], []]
+        with np.load(path) as saved:
+            for key in sorted(saved.files, key=lambda k: tuple(int(p) for p in k.split("/"))):
+                e, part, _ = (int(p) for p in key.split("/"))
+                if e == execution:
+                    state[part].append(saved[key])
+        return state if any(state) else None
 
     # -- reporting -----------------------------------------------------------------------------
 
