@@ -214,6 +214,10 @@ print(
 #   whose learning rate keeps growing, while the search holds each rate fixed for 50 epochs.
 #   (The other rule, a tenth of the rate at the curve's minimum, `rule="minimum/10"`, lands
 #   at the bottom of the good span or just below it.)
+# - The suggestion is a fragile number: the steepest fall lies where SGD's rate is high enough
+#   to amplify rounding, so the same weights on another backend (another float32 rounding)
+#   can move it by a factor of three (0.12 against 0.39 here, for one start). Read it as "about
+#   a decade above the book's range", not as a rate to copy.
 #
 # This run (and, with `--seeds N`, every seed):
 
