@@ -856,17 +856,8 @@ class _TensorFlowBackend:
 
 
 class _TorchBackend:
-    """PyTorch: `torch.func` for gradients and populations, each compiled piece traced once into a graph.
-
-    `jit` traces a function the first time it meets a signature (the nest of its arguments, the
-    shapes and dtypes of their tensors) into a graph of PyTorch operations (`make_fx`, with fake
-    tensors: Keras' Python runs once, at the trace) and replays that graph after: what
-    `jax.jit` and `tf.function` do without their compilers, so a step costs its operations,
-    not Keras' Python around them (the chapter's search: see the README's backends table). A
-    function whose Python reads a tensor's value (an `if` on it, `int(...)`: Keras' seeded random
-    numbers do, so models with dropout) cannot be traced: it runs eagerly, every call, and
-    `stats()["eager"]` counts such functions.
-    """
+    """PyTorch: `torch.func` for gradients and populations; `jit` traces each compiled piece into a
+    `torch.fx` graph (`_TorchGraph`), so a step costs its operations, not Keras' Python around them."""
 
     sequential_convolutions = False
     host_loop = "host"  # a Python loop over the traced steps
@@ -911,11 +902,13 @@ class _TorchBackend:
 class _TorchGraph:
     """`function` traced into a `torch.fx` graph once per signature of its arguments, then replayed.
 
-    The trace runs `function` on fake tensors (shapes and dtypes, no values) under
-    `torch.no_grad()` (`torch.func.grad` still takes the gradients inside), so a Python branch on a
-    tensor's value raises instead of being frozen into the graph; then `function` runs eagerly
-    from then on, every call. Outputs are nests of tensors (lists, tuples, dicts), as the
-    `Program`'s pieces return.
+    The signature is the nest of the arguments with their tensors' shapes and dtypes. The trace
+    (`make_fx` on fake tensors: shapes and dtypes, no values) runs Keras' Python once, as
+    `jax.jit` does, under `torch.no_grad()` (`torch.func.grad` still takes the gradients inside).
+    A function whose Python reads a tensor's value (an `if` on it, `int(...)`: Keras' seeded
+    random numbers do, so models with dropout) raises there instead of freezing a branch into the
+    graph: it then runs eagerly, every call, counted in `stats()["eager"]`. Outputs are nests of
+    tensors (lists, tuples, dicts), as the `Program`'s pieces return.
     """
 
     def __init__(self, function):
@@ -924,20 +917,19 @@ class _TorchGraph:
     def __call__(self, *args):
         import torch
 
-        if not self.eager:
-            leaves = keras.tree.flatten(args)
-            signature = str(_nest_map(lambda a: (tuple(a.shape), a.dtype) if torch.is_tensor(a) else a, args))
-            if signature not in self.graphs:
-                self.graphs[signature] = self._trace(args, leaves)
-            if not self.eager:
-                graph, outputs = self.graphs[signature]
-                with torch.no_grad():
-                    return keras.tree.pack_sequence_as(outputs, graph(*leaves))
         with torch.no_grad():
+            if not self.eager:
+                leaves = keras.tree.flatten(args)
+                signature = str(_nest_map(lambda a: (tuple(a.shape), a.dtype) if torch.is_tensor(a) else a, args))
+                if signature not in self.graphs:
+                    self.graphs[signature] = self._trace(args, leaves)  # None when it cannot be traced
+                if self.graphs[signature] is not None:
+                    graph, outputs = self.graphs[signature]
+                    return keras.tree.pack_sequence_as(outputs, graph(*leaves))
             return self.function(*args)
 
     def _trace(self, args, leaves):
-        import torch
+        """`(graph, the outputs' structure)`, or None (and eager from now on) when Python reads a value."""
         from torch.fx.experimental.proxy_tensor import make_fx
 
         structure = []
@@ -948,8 +940,7 @@ class _TorchGraph:
             return keras.tree.flatten(outputs)
 
         try:
-            with torch.no_grad():
-                graph = make_fx(flat, tracing_mode="fake")(*leaves)
+            graph = make_fx(flat, tracing_mode="fake")(*leaves)
         except Exception:  # Python read a value (Keras' seeded random numbers, a data-dependent branch)
             self.eager = True
             _STATS["eager"] += 1
