@@ -5,8 +5,8 @@ search, run twice in the same process, as a student re-runs a notebook cell:
 
 - programs: compiled `Program`s the engine built (one per lab run; populations reuse theirs),
 - traces: how often their compiled pieces were traced (compilations on TF and JAX, `torch.fx`
-  traces on PyTorch, plus every call of a piece PyTorch runs eagerly: models with dropout),
-- eager: on PyTorch, pieces that could not be traced and run eagerly (a model with dropout),
+  traces on PyTorch, plus every call of a piece PyTorch runs eagerly: a model with a noise layer),
+- eager: on PyTorch, pieces that could not be traced and run eagerly (a model with a noise layer),
 - calls, steps: engine calls (each ends with one transfer of its results to the host) and the
   training steps they made, so calls per 100 steps is the host round trips a GPU would wait on,
 - loop: where the loop over steps ran ("host": a Python loop over compiled steps, the CPU's

@@ -21,6 +21,13 @@ public way:
 - `tensor_rate_dropout`: Keras' `Dropout.call` tests `self.rate > 0` in Python, which a
   per-member rate (a tensor inside a compiled population) cannot answer; the same call
   without that test.
+- `seeded_draws` (PyTorch): Keras draws a seeded random number on PyTorch from a
+  `torch.Generator` seeded with the seed's value (`torch_seed_generator` calls `int()` on it),
+  which neither a trace on fake tensors nor `torch.func.vmap` can do. Inside the block,
+  `keras.random.uniform` from a seed (the course's `Dropout`) and `tensor_rate_dropout`'s mask
+  draw through one custom op, `coursekit::seeded_draw`: in a trace it is one opaque node, under
+  `vmap` it draws member by member, and when it runs it makes the generator with Keras' own
+  `torch_seed_generator` (the same numbers as Keras draws).
 - `keep_float64`: Keras' type promotion (`keras.src.backend.common.dtypes.result_type`, which
   `ops.matmul` uses on PyTorch) turns every float64 result into float32 on backends other than
   TensorFlow, "to be aligned with JAX's default", even under a float64 policy; a float64
@@ -28,11 +35,13 @@ public way:
 """
 
 import contextlib
+import functools
 import types
 
 import keras
 from keras.src.backend.common import dtypes as keras_dtypes
 from keras.src.optimizers.base_optimizer import BaseOptimizer
+from keras.src.random.seed_generator import SeedGenerator, draw_seed
 
 # The TensorFlow optimizer's overrides replaced by BaseOptimizer's for a stateless apply.
 STATELESS_METHODS = (
@@ -145,7 +154,8 @@ def tensor_rate_dropout(layer):
     Dropout created without a seed from torch's global generator, so that in a population each
     member's masks would depend on the others; here it takes Keras' own seeded path, from the
     layer's seed generator (its state seeded at construction like every Keras seed): a trial's
-    masks are its own, and equal `fit`'s when the layer has a seed.
+    masks are its own, and equal `fit`'s when the layer has a seed. (On PyTorch the mask is drawn
+    by `seeded_draws`' custom op: the same Bernoulli draw, traceable and vectorized.)
     """
     name = keras.backend.backend()
 
@@ -164,7 +174,6 @@ def tensor_rate_dropout(layer):
         if name == "tensorflow":
             import tensorflow as tf
             from keras.src.backend.tensorflow import random as tf_random
-            from keras.src.random.seed_generator import draw_seed
 
             shape = tf_random._get_concrete_noise_shape(inputs, layer.noise_shape)
             seed = tf_random._cast_seed(draw_seed(layer.seed_generator))
@@ -176,9 +185,79 @@ def tensor_rate_dropout(layer):
             keep = 1.0 - layer.rate
             shape = torch_random._get_concrete_noise_shape(inputs, layer.noise_shape)
             matrix = torch.ones(shape, device=inputs.device) * keep
-            mask = torch.bernoulli(matrix, generator=torch_random.torch_seed_generator(layer.seed_generator)).bool()
+            mask = _seeded_draw_op()(draw_seed(layer.seed_generator), matrix, True).bool()
             mask = torch.broadcast_to(mask, inputs.shape)
             return torch.where(mask, inputs / keep, torch.zeros_like(inputs, dtype=inputs.dtype))
         return keras.random.dropout(inputs, layer.rate, noise_shape=layer.noise_shape, seed=layer.seed_generator)
 
     return call
+
+
+class _DrawnSeed(SeedGenerator):
+    """A seed pair already drawn (a tensor), as Keras' `torch_seed_generator` takes a seed."""
+
+    def __init__(self, pair):  # no state variable: the pair was drawn from one
+        self.pair = pair
+
+    def next(self, ordered=True):
+        return self.pair
+
+
+@functools.cache
+def _seeded_draw_op():
+    """The custom op `coursekit::seeded_draw(seed, like, bernoulli)`, registered once per process.
+
+    `torch.bernoulli(like)` (a mask with `like`'s probabilities) or, with `bernoulli` false,
+    `torch.rand` of `like`'s shape and dtype, from the generator Keras makes of the seed pair.
+    """
+    import torch
+    from keras.src.backend.torch import random as torch_random
+
+    @torch.library.custom_op("coursekit::seeded_draw", mutates_args=())
+    def seeded_draw(seed: torch.Tensor, like: torch.Tensor, bernoulli: bool) -> torch.Tensor:
+        generator = torch_random.torch_seed_generator(_DrawnSeed(seed))
+        if bernoulli:
+            return torch.bernoulli(like, generator=generator)
+        return torch.rand(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+    @seeded_draw.register_fake
+    def _(seed, like, bernoulli):
+        return torch.empty_like(like)
+
+    @seeded_draw.register_vmap
+    def _(info, in_dims, seed, like, bernoulli):
+        def member(tensor, axis, index):
+            return tensor if axis is None else tensor.select(axis, index)
+
+        draws = [
+            seeded_draw(member(seed, in_dims[0], i), member(like, in_dims[1], i), bernoulli)
+            for i in range(info.batch_size)
+        ]
+        return torch.stack(draws), 0
+
+    return seeded_draw
+
+
+def _seeded_uniform(original, shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+    """Keras' PyTorch `uniform`, its draw from a seed through `coursekit::seeded_draw`."""
+    import torch
+    from keras.src.backend.torch.core import get_device, to_torch_dtype
+
+    if seed is None or get_device() == "meta":  # the global generator; a symbolic shape
+        return original(shape, minval=minval, maxval=maxval, dtype=dtype, seed=seed)
+    like = torch.empty(tuple(shape) or (1,), dtype=to_torch_dtype(dtype or keras.config.floatx()), device=get_device())
+    output = (maxval - minval) * _seeded_draw_op()(draw_seed(seed), like, False) + minval
+    return output if len(shape) else output[0]
+
+
+@contextlib.contextmanager
+def seeded_draws():
+    """Inside the block (PyTorch), `keras.random.uniform` from a seed draws through `coursekit::seeded_draw`."""
+    from keras.src.backend.torch import random as torch_random
+
+    original = torch_random.uniform
+    torch_random.uniform = functools.partial(_seeded_uniform, original)
+    try:
+        yield
+    finally:
+        torch_random.uniform = original

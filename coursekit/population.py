@@ -65,6 +65,7 @@ TUNABLE = (
     (keras.optimizers.Adam, "beta_1"),
     (keras.optimizers.Adam, "beta_2"),
 )
+DROPOUTS = (Dropout, keras.layers.Dropout)  # their masks vectorize and trace on PyTorch too (`seeded_draws`)
 _TUNED = float("nan")  # what `architecture` sees of a nonzero tunable value (configs may cast it to float)
 
 
@@ -126,9 +127,9 @@ def architecture(model, optimizer, tuned=True):
     values) and the learning rate (an optimizer variable); with `tuned=True`, without the
     nonzero values of `TUNABLE` attributes either (inputs of the program). Names do not count
     either: an optimizer's, and a `Sequential` model's layer names (models and optimizers
-    built in a loop get new generated names). On PyTorch a model that draws random numbers
-    (dropout) is a group of its own: `torch.func.vmap` cannot draw from Keras' seeded
-    generators.
+    built in a loop get new generated names). On PyTorch a model that draws random numbers other
+    than dropout's (noise layers) is a group of its own: `torch.func.vmap` cannot draw from
+    Keras' seeded generators (dropout's draws go through `keras_internals.seeded_draws`).
     """
     pairs = tunables(model, optimizer) if tuned else []
     with bound(pairs, [_TUNED] * len(pairs)):
@@ -140,7 +141,7 @@ def architecture(model, optimizer, tuned=True):
     compile_config = {k: v for k, v in (model.get_compile_config() or {}).items() if k != "optimizer"}
     configs = [type(model).__name__, model_config, type(optimizer).__name__, optimizer_config, compile_config]
     shapes = [(tuple(v.shape), str(v.dtype)) for v in [*model.variables, *optimizer.variables]]
-    alone = id(model) if keras.backend.backend() == "torch" and draws_random_numbers(model) else None
+    alone = id(model) if keras.backend.backend() == "torch" and draws_random_numbers(model, DROPOUTS) else None
     return json.dumps([_structure(configs), shapes, alone], sort_keys=True, default=str)
 
 
@@ -702,10 +703,13 @@ def _convnet(template):
     return any(isinstance(layer, CONVOLUTIONS) for layer in _sublayers(template[0]))
 
 
-def draws_random_numbers(model):
-    """Whether a layer of `model` owns a `keras.random.SeedGenerator` (dropout, noise)."""
+def draws_random_numbers(model, besides=()):
+    """Whether a layer of `model` (not one of the classes in `besides`) owns a `keras.random.SeedGenerator`."""
     return any(
-        isinstance(value, keras.random.SeedGenerator) for layer in _sublayers(model) for value in vars(layer).values()
+        isinstance(value, keras.random.SeedGenerator)
+        for layer in _sublayers(model)
+        if type(layer) not in besides
+        for value in vars(layer).values()
     )
 
 
@@ -906,9 +910,10 @@ class _TorchGraph:
     (`make_fx` on fake tensors: shapes and dtypes, no values) runs Keras' Python once, as
     `jax.jit` does, under `torch.no_grad()` (`torch.func.grad` still takes the gradients inside).
     A function whose Python reads a tensor's value (an `if` on it, `int(...)`: Keras' seeded
-    random numbers do, so models with dropout) raises there instead of freezing a branch into the
-    graph: it then runs eagerly, every call, counted in `stats()["eager"]`. Outputs are nests of
-    tensors (lists, tuples, dicts), as the `Program`'s pieces return.
+    random numbers do, except dropout's, which `keras_internals.seeded_draws` makes traceable)
+    raises there instead of freezing a branch into the graph: it then runs eagerly, every call,
+    counted in `stats()["eager"]`. Outputs are nests of tensors (lists, tuples, dicts), as the
+    `Program`'s pieces return.
     """
 
     def __init__(self, function):
@@ -919,25 +924,31 @@ class _TorchGraph:
 
         with torch.no_grad():
             if not self.eager:
-                leaves = keras.tree.flatten(args)
-                signature = str(_nest_map(lambda a: (tuple(a.shape), a.dtype) if torch.is_tensor(a) else a, args))
+                leaves = []
+                structure = _flatten(args, leaves)
+                signature = (structure, *((tuple(a.shape), a.dtype) if torch.is_tensor(a) else str(a) for a in leaves))
                 if signature not in self.graphs:
-                    self.graphs[signature] = self._trace(args, leaves)  # None when it cannot be traced
+                    self.graphs[signature] = self._trace(structure, leaves)  # None when it cannot be traced
                 if self.graphs[signature] is not None:
                     graph, outputs = self.graphs[signature]
-                    return keras.tree.pack_sequence_as(outputs, graph(*leaves))
+                    return _unflatten(outputs, iter(graph(*leaves)))
+            return self._python(*args)
+
+    def _python(self, *args):
+        """`function` itself (at a trace, or eagerly), its dropout draws through `seeded_draws`' op."""
+        with keras_internals.seeded_draws():
             return self.function(*args)
 
-    def _trace(self, args, leaves):
+    def _trace(self, structure, leaves):
         """`(graph, the outputs' structure)`, or None (and eager from now on) when Python reads a value."""
         from torch.fx.experimental.proxy_tensor import make_fx
 
-        structure = []
+        outputs = []
 
         def flat(*flat_leaves):
-            outputs = self.function(*keras.tree.pack_sequence_as(args, list(flat_leaves)))
-            structure.append(outputs)
-            return keras.tree.flatten(outputs)
+            flat_outputs = []
+            outputs.append(_flatten(self._python(*_unflatten(structure, iter(flat_leaves))), flat_outputs))
+            return flat_outputs
 
         try:
             graph = make_fx(flat, tracing_mode="fake")(*leaves)
@@ -945,7 +956,32 @@ class _TorchGraph:
             self.eager = True
             _STATS["eager"] += 1
             return None
-        return graph, structure[-1]
+        return graph, outputs[-1]
+
+
+def _flatten(nest, leaves):
+    """Append the leaves of `nest` (lists, tuples, dicts in key order) to `leaves`; return its structure.
+
+    The structure is hashable, and `_unflatten(structure, iter(leaves))` rebuilds the nest: a
+    replayed graph's arguments and outputs in a few microseconds (`keras.tree` takes about a
+    millisecond for a population's state).
+    """
+    if isinstance(nest, (list, tuple)):
+        return type(nest), tuple(_flatten(item, leaves) for item in nest)
+    if isinstance(nest, dict):
+        return dict, tuple((key, _flatten(nest[key], leaves)) for key in sorted(nest))
+    leaves.append(nest)
+    return None
+
+
+def _unflatten(structure, leaves):
+    if structure is None:
+        return next(leaves)
+    kind, items = structure
+    if kind is dict:
+        return {key: _unflatten(item, leaves) for key, item in items}
+    values = [_unflatten(item, leaves) for item in items]
+    return kind(*values) if hasattr(kind, "_fields") else kind(values)  # a namedtuple takes its fields
 
 
 def _unrolled(function):

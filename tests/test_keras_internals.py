@@ -77,6 +77,35 @@ def test_tensor_rate_dropout_draws_what_keras_dropout_draws(rate):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(call(x, training=False)), keras.ops.convert_to_numpy(x))
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's seeded draws")
+@pytest.mark.parametrize("shape", [(5, 3), ()])
+def test_seeded_draws_draw_what_keras_draws_eagerly_traced_and_vectorized(shape):
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def draw(generator):
+        return keras.random.uniform(shape, minval=-1.0, maxval=2.0, seed=generator)
+
+    theirs, ours = keras.random.SeedGenerator(11), keras.random.SeedGenerator(11)
+    expected = [draw(theirs) for _ in range(2)]  # Keras' own: torch.Generator(int(seed))
+    with keras_internals.seeded_draws():
+        np.testing.assert_array_equal(draw(ours).numpy(), expected[0].numpy())
+
+        def stateless(state):
+            with keras.StatelessScope(state_mapping=[(ours.state, state)]) as scope:
+                return draw(ours), scope.get_current_value(ours.state)
+
+        graph = make_fx(stateless, tracing_mode="fake")(ours.state.value)
+        value, state = graph(ours.state.value)  # the graph draws the values of this call's seed
+        np.testing.assert_array_equal(value.numpy(), expected[1].numpy())
+        members = torch.stack([theirs.state.value, ours.state.value, state])
+        drawn, _ = torch.func.vmap(stateless)(members)
+    for index, member_state in enumerate(members):
+        alone = keras.random.SeedGenerator(0)
+        alone.state.assign(member_state)
+        np.testing.assert_array_equal(drawn[index].numpy(), draw(alone).numpy())  # each member its own numbers
+
+
 def test_loss_and_metrics_are_what_train_on_batch_logs():
     """compute_loss (with a weight penalty), update_metrics and metric_results against `test_on_batch`."""
     rng = np.random.default_rng(0)

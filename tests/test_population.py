@@ -1,12 +1,13 @@
 """Populations: members equal the same models trained one by one; one compilation; state always written back."""
 
+import keras
 import numpy as np
 import pytest
 from conftest import BACKEND
 
 from coursekit import optimizers, population, runtime, training
 from coursekit.data import load_dataset
-from coursekit.models import multilayer_net
+from coursekit.models import classification_loss, multilayer_net
 from coursekit.training import Variant, train_variants
 
 # (seed, learning rate, weight decay, dropout rate, momentum): one architecture, five members.
@@ -72,15 +73,13 @@ def test_population_members_equal_the_same_models_trained_one_by_one(digits, ema
 def test_one_compilation_serves_every_population_of_an_architecture(digits):
     """Learning rate, decay, dropout rate and momentum are inputs of the program, not constants in it.
 
-    (On PyTorch, models with dropout train member by member, so the population here has none; its
-    pieces are traced into `torch.fx` graphs once, as the other backends compile them.)
+    (On PyTorch the pieces are traced into `torch.fx` graphs once, as the other backends compile them.)
     """
-    configs = [(s, lr, lam, 0.0 if BACKEND == "torch" else rate, m) for s, lr, lam, rate, m in MEMBERS]
-    first = [member(*config) for config in configs]
+    first = [member(*config) for config in MEMBERS]
     train(first, digits, engine="population")
     program = population.Engine(first, group=True, cache=True).program
     traces = program.traces
-    second = [member(seed + 10, lr * 2, lam / 3, rate / 2, momentum / 2) for seed, lr, lam, rate, momentum in configs]
+    second = [member(seed + 10, lr * 2, lam / 3, rate / 2, momentum / 2) for seed, lr, lam, rate, momentum in MEMBERS]
     train(second, digits, engine="population")
     assert population.Engine(second, group=True, cache=True).program is program
     assert 1 <= traces <= 3 and program.traces == traces  # (a step, counts; on a GPU one program) traced once
@@ -92,14 +91,9 @@ def test_architecture_tells_what_one_program_can_train():
         variant = member(*config.values())
         return population.architecture(variant.model, variant.optimizer)
 
-    if BACKEND == "torch":  # torch.func.vmap cannot draw from Keras' seeded generators: dropout trains alone
-        assert key() != key()
-        same = key(rate=0.0)
-        assert key(seed=2, learning_rate=0.5, lam=1e-1, rate=0.0, momentum=0.5) == same
-    else:
-        same = key()
-        assert key(seed=2, learning_rate=0.5, lam=1e-1, rate=0.4, momentum=0.5) == same
-        assert key(rate=0.0) != same
+    same = key()
+    assert key(seed=2, learning_rate=0.5, lam=1e-1, rate=0.4, momentum=0.5) == same
+    assert key(rate=0.0) != same
     assert key(lam=0.0) != same and key(momentum=0.0) != same  # zero: no such op
     runtime.seed_everything(1)
     other = multilayer_net(64, [16, 16], weight_decay=1e-3)  # no BatchNorm
@@ -196,6 +190,23 @@ def test_pytorch_runs_a_piece_that_reads_a_value_eagerly(digits):
     torch.testing.assert_close(traced(torch.ones(3)), torch.full((3,), 2.0))
     torch.testing.assert_close(traced(-torch.ones(3)), torch.full((3,), -2.0))
     assert population.stats()["eager"] == eager_before + 1
-    with_dropout = member(1, 0.05, 1e-3, 0.2, 0.9)
-    train([with_dropout], digits, engine="population")  # its steps run eagerly: a fresh mask every step
+    noisy = keras.Sequential([keras.Input((64,)), keras.layers.GaussianNoise(0.1, seed=1), keras.layers.Dense(10)])
+    noisy.compile(optimizers.SGD(0.01), classification_loss(), metrics=["accuracy"])
+    train([Variant("noisy", noisy, noisy.optimizer, seed=1)], digits, engine="population")  # Keras' normal(seed)
     assert population.stats()["eager"] > eager_before + 1
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's tracer")
+def test_pytorch_vectorizes_and_traces_dropout_with_each_members_masks(digits):
+    """The course's Dropout and Keras' draw through one custom op: one group, traced, not eager.
+
+    That the masks are each member's own, and `fit`'s, the one-by-one tests above and
+    tests/test_fitting.py hold on PyTorch too; here, that the population is one traced program.
+    """
+    variants = [member(*config) for config in MEMBERS[:3]]  # (the fourth's momentum 0: another architecture)
+    assert len({population.architecture(v.model, v.optimizer) for v in variants}) == 1
+    noisy = [keras.Sequential([keras.Input((4,)), keras.layers.GaussianNoise(0.1)]) for _ in range(2)]
+    assert len({population.architecture(m, optimizers.SGD(0.1)) for m in noisy}) == 2  # noise layers: alone
+    eager_before = population.stats().get("eager", 0)
+    train(variants, digits, engine="population")
+    assert population.stats().get("eager", 0) == eager_before
