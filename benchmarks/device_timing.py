@@ -11,12 +11,18 @@ CUDA, and no TensorFlow):
   K = 20 and 100, and `--big N` trials with K = `--big-population` (default 10,000 trials,
   K = 1,000), each a whole command.
 
-Printed: the device, each item's wall seconds, the seconds the same item took on the project's
-CPU machine (`benchmarks/cpu_reference.json`, written there by `--record`) and the speed-up.
-`benchmarks/gpu.sh` is the one-call entry.
+The parts run in the order of the issue's targets, each on every backend before the next part:
+the searches, the big search, the labs in one warm process, then the labs as commands. With
+`--budget SECONDS`, no item starts once that many seconds have passed (the rest are listed as
+skipped), so a time-boxed call on a lent GPU brings the targets back first.
 
-    python benchmarks/device_timing.py [--backends jax,torch] [--dataset idx:PATH] [--parts labs,warm,search,big]
-        [--big 10000] [--big-population 1000] [--record] [--only NAME ...]
+Printed: each backend's device, each item's wall seconds, the seconds the same item took on the
+project's CPU machine (`benchmarks/cpu_reference.json`, written there by `--record`) and the
+speed-up, one line as soon as the item ends. `benchmarks/gpu.sh` is the one-call entry. A
+backend that cannot start is said and skipped (exit status 1), the others still run.
+
+    python benchmarks/device_timing.py [--backends jax,torch] [--dataset idx:PATH] [--parts search,big,warm,labs]
+        [--big 10000] [--big-population 1000] [--budget SECONDS] [--record] [--only NAME ...]
 """
 
 import argparse
@@ -30,7 +36,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "benchmarks" / "cpu_reference.json"
-PARTS = ("labs", "warm", "search", "big")
+PARTS = ("search", "big", "warm", "labs")  # in this order: the targets first
 
 
 def lab_names():
@@ -63,31 +69,43 @@ def warm_labs(dataset, only):
 
 
 def device(env):
+    """The backend's `runtime.device_report()`, or None (said, with its error) when the backend cannot start."""
     code = "import json, coursekit; from coursekit import runtime; print(json.dumps(runtime.device_report()))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"cannot start the {env['KERAS_BACKEND']} backend:\n{result.stderr[-2000:]}")
+        print(f"backend {env['KERAS_BACKEND']}: cannot start, skipped:\n{result.stderr[-2000:]}", flush=True)
+        return None
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def items(args, out):
-    """(name, argv) of every timed command, in order."""
-    parts = args.parts.split(",")
-    if "labs" in parts:
+def items(args, part, out):
+    """(name, argv) of the timed commands of one part."""
+    if part == "labs":
         for name in lab_names():
-            if not args.only or any(part in name for part in args.only):
+            if not args.only or any(word in name for word in args.only):
                 yield name, [sys.executable, "-m", "labs", name, "--preset", "full", "--dataset", args.dataset, "--out", out, "--quiet"]  # fmt: skip
-    if "warm" in parts:
+    elif part == "warm":
         only = ["--only", *args.only] if args.only else []
         yield "labs in one process", [sys.executable, __file__, "--warm", "--dataset", args.dataset, *only]
-    if "search" in parts:
+    elif part == "search":
         for k in (20, 100):
             yield f"search 100 trials, K={k}", search_command(args.dataset, f"{out}/search{k}", 100, k)
-    if "big" in parts:
+    elif part == "big":
         yield (
             f"search {args.big} trials, K={args.big_population}",
             search_command(args.dataset, f"{out}/big", args.big, args.big_population),
         )
+
+
+def timed(command, env):
+    """`[(row, seconds)]` of one command (a warm run's passes, else its wall time), or its error text."""
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    elapsed = round(time.perf_counter() - started, 1)
+    if result.returncode != 0:
+        return result.stderr[-3000:]
+    passes = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"run"')]
+    return [(p["run"], p["seconds"]) for p in passes] or [(None, elapsed)]
 
 
 def main(argv=None):
@@ -98,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
     parser.add_argument("--big", type=int, default=10_000, help="trials of the big search")
     parser.add_argument("--big-population", type=int, default=1_000)
+    parser.add_argument("--budget", type=float, help="seconds after which no item starts (default: none)")
     parser.add_argument("--out", help="output folder of the runs (default: a temporary folder)")
     parser.add_argument(
         "--record", action="store_true", help=f"write the seconds to {REFERENCE.name} (the CPU machine)"
@@ -107,35 +126,46 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.warm:
         return warm_labs(args.dataset, args.only)
+    started = time.perf_counter()
     reference = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
-    recorded = {}
     out = args.out or tempfile.mkdtemp(prefix="coursekit-device-")
-    for backend in args.backends.split(","):
+    envs, recorded, skipped = {}, {}, []
+    for backend in args.backends.split(","):  # failed ones are said and left out: the others still run
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
         report = device(env)
-        print(f"backend {backend}: {report['device']}, {report['platform']}", flush=True)
-        print(f"{'':4s}{'item':44s} {'seconds':>8s} {'CPU s':>8s} {'speed-up':>9s}", flush=True)
-        cpu = reference.get(backend, {}).get("seconds", {})
-        seconds = recorded.setdefault(backend, {"device": report["device"], "seconds": {}})["seconds"]
-        for name, command in items(args, f"{out}/{backend}"):
-            started = time.perf_counter()
-            result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-            elapsed = round(time.perf_counter() - started, 1)
-            if result.returncode != 0:
-                print(f"    {name}: failed\n{result.stderr[-3000:]}", flush=True)
-                continue
-            passes = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"run"')]
-            rows = [(f"{name}, {p['run']}", p["seconds"]) for p in passes] or [(name, elapsed)]
-            for row, value in rows:
-                seconds[row] = value
-                base = cpu.get(row)
-                speed = f"{base / value:8.2f}x" if base else ""
-                print(f"    {row:44s} {value:8.1f} {base or '':>8} {speed:>9s}", flush=True)
-    print(f"outputs in {out}")
-    if args.record:
-        REFERENCE.write_text(json.dumps({**reference, **recorded}, indent=2) + "\n")
+        if report is not None:
+            envs[backend] = env
+            recorded[backend] = {"device": report["device"], "seconds": {}}
+            print(f"backend {backend}: {report['device']}, {report['platform']}", flush=True)
+    print(f"{'backend':10s} {'item':44s} {'seconds':>8s} {'CPU s':>8s} {'speed-up':>9s}", flush=True)
+    parts = [part for part in PARTS if part in args.parts.split(",")]
+    for part in parts:
+        for backend, env in envs.items():
+            cpu = reference.get(backend, {}).get("seconds", {})
+            for name, command in items(args, part, f"{out}/{backend}"):
+                if args.budget is not None and time.perf_counter() - started > args.budget:
+                    skipped.append(f"{backend} {name}")
+                    continue
+                rows = timed(command, env)
+                if isinstance(rows, str):
+                    print(f"{backend:10s} {name}: failed\n{rows}", flush=True)
+                    continue
+                for run, value in rows:
+                    row = f"{name}, {run}" if run else name
+                    recorded[backend]["seconds"][row] = value
+                    base = cpu.get(row)
+                    speed = f"{base / value:8.2f}x" if base else ""
+                    print(f"{backend:10s} {row:44s} {value:8.1f} {base or '':>8} {speed:>9s}", flush=True)
+    if skipped:
+        print(f"skipped (past the budget of {args.budget:g} s): {'; '.join(skipped)}")
+    print(f"outputs in {out}; {time.perf_counter() - started:.0f} s in all")
+    if args.record:  # this run's items replace theirs; the backend's other items stay
+        for backend, entry in recorded.items():
+            kept = reference.get(backend, {}).get("seconds", {})
+            reference[backend] = {"device": entry["device"], "seconds": {**kept, **entry["seconds"]}}
+        REFERENCE.write_text(json.dumps(reference, indent=2) + "\n")
         print(f"wrote {REFERENCE}")
-    return 0
+    return 0 if len(envs) == len(args.backends.split(",")) else 1
 
 
 if __name__ == "__main__":

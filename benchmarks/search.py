@@ -10,8 +10,8 @@ every epoch; learning rate 10^U(-6,-2), weight decay 10^U(-8,-4).
   layers (every Affine layer's backward also computes dx, the first one's included), the
   SGD update, the minibatch loss computed again after the update (the Trainer records it),
   the accuracy of both splits every epoch and of the validation split at the end. It runs
-  at its best on this machine: a short probe picks the faster of NumPy's default BLAS
-  threads and one thread.
+  at its best on this machine: timed with NumPy's default BLAS threads and with one thread,
+  the faster counts (both are printed).
 - numpy, lean: the same search with `coursekit.reference.MultiLayerNet` (no dx of the
   first layer, no second loss): the least NumPy can do, for comparison.
 - `python -m tuning --oracle random --trials 100 ...`: the whole command in a subprocess
@@ -120,15 +120,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     dataset = data.load_dataset(args.dataset, train_size=500, validation_fraction=0.2)
 
-    probe = {threads: numpy_search(BOOK, dataset, 2, threads) for threads in (None, 1)}
-    threads = min(probe, key=probe.get)
     scale = TRIALS / args.numpy_trials
-    numpy_s = numpy_search(BOOK, dataset, args.numpy_trials, threads) * scale
+    book = {threads: numpy_search(BOOK, dataset, args.numpy_trials, threads) * scale for threads in (None, 1)}
+    threads = min(book, key=book.get)  # the book's loop at its best: each BLAS setting timed in full
+    numpy_s = book[threads]
     lean_s = numpy_search(LEAN, dataset, args.numpy_trials, threads) * scale
     rows = [
-        (f"numpy, the book's loop (BLAS threads: {threads or 'default'})", numpy_s, None, None),
+        *(
+            (f"numpy, the book's loop, BLAS threads: {t or 'default'}", seconds, None, None)
+            for t, seconds in book.items()
+        ),
         ("numpy, lean (coursekit.reference)", lean_s, None, None),
     ]
+    numpy_rows = len(rows)
     runs = [(backend, None) for backend in args.backends.split(",")]
     runs += [] if args.skip_k100 else [(runs[0][0], TRIALS)]
     for backend, population in runs:
@@ -146,7 +150,9 @@ def main(argv=None):
         peak_text = "" if peak is None else f"{peak:9.0f}"
         growth_text = "" if growth is None else f"{growth:10.3f}"
         print(f"{label:52s} {seconds:8.1f} {seconds / numpy_s:7.2f} {peak_text:>9s} {growth_text:>10s}")
-    ratios = {backend: row[1] / numpy_s for (backend, population), row in zip(runs, rows[2:]) if population is None}
+    ratios = {
+        backend: row[1] / numpy_s for (backend, population), row in zip(runs, rows[numpy_rows:]) if population is None
+    }
     print(
         "summary: python -m tuning = "
         + ", ".join(f"{ratio:.2f}x on {backend}" for backend, ratio in ratios.items())
